@@ -1,0 +1,41 @@
+# Penguin12 — run `make` (or `make help`) for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_LINK_MODE ?= copy
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen
+
+.PHONY: help setup run stop status logs test lint typecheck test-only bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Install everything local runs and tests need (uv, Python deps from uv.lock, redis, Kafka jars)
+	@bash infra/local/setup.sh
+
+run: setup ## Start Kafka (KRaft), Redis and the four services locally; prints URLs when ready
+	@$(RUN) python -m penguin12_devstack up
+
+stop: ## Stop everything `make run` started
+	@if [ -x "$(UV)" ] && [ -d .venv ]; then $(RUN) python -m penguin12_devstack down; else echo "nothing to stop"; fi
+
+status: ## Show which local components are running
+	@$(RUN) python -m penguin12_devstack status
+
+logs: ## Follow the local services' logs
+	@tail -n 20 -F .run/logs/*.log
+
+lint: ## Ruff lint and format check
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+typecheck: ## Mypy over every service and the shared package
+	@$(RUN) mypy services/common/src services/model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src
+
+test-only: ## Run the test suite (starts its own Kafka and Redis on free ports)
+	@$(RUN) pytest
+
+test: setup lint typecheck test-only ## Lint, type check and the whole test suite
+
+clean: stop ## Stop, then remove local run state (.run/); caches in .cache/ are kept
+	@rm -rf .run

@@ -1,0 +1,5 @@
+import sys
+
+from penguin12_devstack.stack import main
+
+sys.exit(main())

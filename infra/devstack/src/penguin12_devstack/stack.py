@@ -1,0 +1,212 @@
+"""`make run` / `make stop`: the whole system as local processes, no Docker needed.
+
+`up` installs what is missing (Kafka jars from Maven Central, redis-server from Debian, a demo
+model bundle when no real one is configured), starts only the components that are not already
+running (so re-running it revives a crashed worker), waits until each is ready and prints URLs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka, wait_kafka_ready
+from penguin12_devstack.ports import _pid_alive, stop_pid_file
+from penguin12_devstack.redis_server import start_redis, wait_redis_ready
+from penguin12_devstack.services import PID_FILE, ServiceProcess, start_service, wait_http_ready
+
+log = logging.getLogger("penguin12.devstack")
+
+ROOT = Path(os.environ.get("PENGUIN12_ROOT", Path.cwd())).resolve()
+RUN = ROOT / ".run"
+CACHE = ROOT / ".cache"
+LOGS = RUN / "logs"
+
+
+@dataclass(frozen=True)
+class Ports:
+    redis: int = int(os.environ.get("PENGUIN12_LOCAL_REDIS_PORT", "6379"))
+    kafka: int = int(os.environ.get("PENGUIN12_LOCAL_KAFKA_PORT", "9092"))
+    kafka_controller: int = int(os.environ.get("PENGUIN12_LOCAL_KAFKA_CONTROLLER_PORT", "9093"))
+    preprocessor: int = 8000
+    provenance: int = 8001
+    feature_extractor_base: int = 9110
+    classifier: int = 9120
+
+
+def _running(pid_file: Path) -> bool:
+    try:
+        return _pid_alive(int(pid_file.read_text().strip()))
+    except (OSError, ValueError):
+        return False
+
+
+def resolve_model_env() -> dict[str, str]:
+    """Resolve the model bundle once, so both model services load the very same files."""
+    from penguin12_model import ModelSettings, resolve_bundle_dir
+
+    settings = ModelSettings(cache_dir=CACHE / "models")
+    bundle = resolve_bundle_dir(settings)
+    return {"PENGUIN12_MODEL_SOURCE": "local", "PENGUIN12_MODEL_DIR": str(bundle)}
+
+
+def up(feature_extractors: int) -> None:
+    ports = Ports()
+    started: list[str] = []
+    redis_url = f"redis://127.0.0.1:{ports.redis}"
+    bootstrap = f"127.0.0.1:{ports.kafka}"
+
+    if not _running(RUN / "data" / "redis" / "redis.pid"):
+        start_redis(
+            data_dir=RUN / "data" / "redis",
+            log_file=LOGS / "redis.log",
+            port=ports.redis,
+            detach=True,
+        )
+        started.append("redis")
+    wait_redis_ready(redis_url, 30, log_file=LOGS / "redis.log")
+
+    if not _running(RUN / "data" / "kafka" / "kafka.pid"):
+        jars = ensure_kafka_jars(CACHE / "kafka")
+        start_kafka(
+            jars_dir=jars,
+            data_dir=RUN / "data" / "kafka",
+            log_file=LOGS / "kafka.log",
+            port=ports.kafka,
+            controller_port=ports.kafka_controller,
+            detach=True,
+        )
+        started.append("kafka")
+    wait_kafka_ready(bootstrap, 120, log_file=LOGS / "kafka.log")
+
+    common = {
+        "PENGUIN12_KAFKA_BOOTSTRAP": bootstrap,
+        "PENGUIN12_STATE_REDIS_URL": f"{redis_url}/0",
+        "PENGUIN12_CACHE_REDIS_URL": f"{redis_url}/1",
+        "PENGUIN12_PUBLIC_STATUS_BASE_URL": os.environ.get(
+            "PENGUIN12_PUBLIC_STATUS_BASE_URL", f"http://127.0.0.1:{ports.provenance}"
+        ),
+    }
+    model_env = resolve_model_env()
+    specs: list[tuple[str, str, int, dict[str, str]]] = [
+        ("provenance", "provenance", ports.provenance, {"PENGUIN12_PORT": str(ports.provenance)}),
+        (
+            "preprocessor",
+            "preprocessor",
+            ports.preprocessor,
+            {"PENGUIN12_PORT": str(ports.preprocessor)},
+        ),
+        (
+            "classifier",
+            "classifier",
+            ports.classifier,
+            {"PENGUIN12_METRICS_PORT": str(ports.classifier), **model_env},
+        ),
+    ]
+    for i in range(feature_extractors):
+        port = ports.feature_extractor_base + i
+        specs.append(
+            (
+                f"feature_extractor-{i}",
+                "feature_extractor",
+                port,
+                {"PENGUIN12_METRICS_PORT": str(port), **model_env},
+            )
+        )
+    pending: list[tuple[str, str, ServiceProcess | None]] = []
+    for name, kind, port, env in specs:
+        run_dir = RUN / "services" / name
+        health = f"http://127.0.0.1:{port}/readyz"
+        if _running(run_dir / PID_FILE):
+            pending.append((name, health, None))
+            continue
+        proc = start_service(
+            name,
+            kind=kind,
+            env={**common, **env},
+            health_url=health,
+            run_dir=run_dir,
+            log_file=LOGS / f"{name}.log",
+            detach=True,
+        )
+        started.append(name)
+        pending.append((name, health, proc))
+    for name, health, started_proc in pending:
+        process = started_proc.process if started_proc else None
+        wait_http_ready(health, 180, LOGS / f"{name}.log", process)
+        print(f"  ready  {name:22s} {health}")
+    print("\nStarted: " + (", ".join(started) if started else "nothing (all were running)"))
+    if model_env and "demo" in Path(model_env["PENGUIN12_MODEL_DIR"]).name:
+        print("MODEL: a generated DEMO bundle with random weights; its verdicts mean nothing.")
+    print(
+        f"""
+Penguin12 is up.
+  Submit:   curl -F file=@photo.jpg http://127.0.0.1:{ports.preprocessor}/v1/infer
+  Status:   http://127.0.0.1:{ports.provenance}/v1/status/<request_id>
+  API docs: http://127.0.0.1:{ports.preprocessor}/docs  and  http://127.0.0.1:{ports.provenance}/docs
+  Logs:     {LOGS}/<service>.log
+  Stop:     make stop"""
+    )
+
+
+def down() -> None:
+    stopped = []
+    services = RUN / "services"
+    for run_dir in sorted(services.iterdir()) if services.is_dir() else []:
+        if stop_pid_file(run_dir / PID_FILE):
+            stopped.append(run_dir.name)
+    for name, pid in (
+        ("kafka", RUN / "data" / "kafka" / "kafka.pid"),
+        ("redis", RUN / "data" / "redis" / "redis.pid"),
+    ):
+        if stop_pid_file(pid, timeout=30):
+            stopped.append(name)
+    print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def status() -> int:
+    rows = [
+        ("redis", RUN / "data" / "redis" / "redis.pid"),
+        ("kafka", RUN / "data" / "kafka" / "kafka.pid"),
+    ]
+    services = RUN / "services"
+    rows += (
+        [(d.name, d / PID_FILE) for d in sorted(services.iterdir())] if services.is_dir() else []
+    )
+    down_count = 0
+    for name, pid_file in rows:
+        alive = _running(pid_file)
+        down_count += not alive
+        print(f"  {'running' if alive else 'stopped':8s} {name}")
+    return 1 if down_count else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="penguin12-devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_cmd = sub.add_parser("up", help="start what is not running, wait until ready")
+    up_cmd.add_argument(
+        "--feature-extractors",
+        type=int,
+        default=int(os.environ.get("PENGUIN12_FEATURE_EXTRACTORS", "1")),
+        help="how many feature_extractor processes (a Kafka consumer group)",
+    )
+    sub.add_parser("down", help="stop everything `up` started")
+    sub.add_parser("status", help="list components and whether they run")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        up(args.feature_extractors)
+        return 0
+    if args.command == "down":
+        down()
+        return 0
+    return status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from classifier.main import main
+
+main()

@@ -1,0 +1,77 @@
+"""The batch handler: run the head on a batch of embeddings and publish each verdict."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from opentelemetry import trace
+from penguin12 import schemas
+from penguin12.logs import request_context
+from penguin12.schemas import FeaturesMessage, JobStatus, Result, StatusUpdate
+from penguin12.worker import Output, Record, status_output
+from penguin12_model import ClassifierModel
+
+from classifier.settings import ClassifierSettings
+
+log = logging.getLogger("penguin12.classifier")
+tracer = trace.get_tracer("penguin12.classifier")
+
+
+class Classification:
+    def __init__(self, settings: ClassifierSettings, model: ClassifierModel):
+        self._settings = settings
+        self._model = model
+        self._model_info = schemas.ModelInfo.model_validate(model.info.model_dump())
+
+    def __call__(self, records: list[Record[FeaturesMessage]]) -> list[Output]:
+        for record in records:
+            self._check(record.payload)
+        embeddings = np.stack([r.payload.vector() for r in records])
+        spans = [
+            tracer.start_span(
+                "classify",
+                context=r.trace_context,
+                attributes={"penguin12.request_id": r.payload.request_id},
+            )
+            for r in records
+        ]
+        try:
+            predictions = self._model.predict(embeddings)
+        finally:
+            for span in spans:
+                span.end()
+        outputs = []
+        for record, prediction, span in zip(records, predictions, spans, strict=True):
+            features = record.payload
+            result = Result(
+                prediction=prediction.label,
+                confidence=round(prediction.confidence, 6),
+                fake_probability=round(prediction.fake_probability, 6),
+                model=self._model_info,
+                demo=self._model_info.demo,
+            )
+            with request_context(features.request_id):
+                log.info("COMPLETED: %s (%.4f)", result.prediction, result.confidence)
+            update = StatusUpdate(
+                request_id=features.request_id,
+                submitted_at=features.submitted_at,
+                status=JobStatus.COMPLETED,
+                service=self._settings.service_name,
+                result=result,
+            )
+            outputs.append(status_output(self._settings, update, trace.set_span_in_context(span)))
+        return outputs
+
+    def _check(self, features: FeaturesMessage) -> None:
+        """Features from another model cannot be classified by this head: fail the job clearly."""
+        if features.model.version != self._model_info.version:
+            raise ValueError(
+                f"features come from model {features.model.version}, "
+                f"but this classifier runs {self._model_info.version}"
+            )
+        dim = self._model.config.embedding_dim
+        if features.vector().shape != (dim,):
+            raise ValueError(
+                f"embedding has {features.vector().size} values, the head expects {dim}"
+            )

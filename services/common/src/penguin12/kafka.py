@@ -1,0 +1,169 @@
+"""Kafka clients configured for at-least-once delivery, and topic set-up.
+
+Producers are idempotent with ``acks=all``. Consumers never auto-store offsets: a worker stores a
+record's offset only after everything it produced for that record is acknowledged by the broker,
+so a crash at any moment means redelivery, never loss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from penguin12.metrics import CONSUMER_LAG
+from penguin12.settings import CommonSettings
+
+log = logging.getLogger("penguin12.kafka")
+
+# Room for a maximum-size prepared image plus headers; the broker default (1 MB) stays as it is.
+MAX_RECORD_BYTES = 1_000_000
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge a record in time: nothing may be committed after it."""
+
+
+def producer_config(
+    settings: CommonSettings, *, delivery_timeout_ms: int = 30_000
+) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 1,
+        "compression.type": "lz4",
+        "message.max.bytes": MAX_RECORD_BYTES,
+        "message.timeout.ms": delivery_timeout_ms,
+        "client.id": settings.service_name,
+    }
+
+
+def consumer_config(settings: CommonSettings, group_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": group_id,
+        "client.id": settings.service_name,
+        "auto.offset.reset": "earliest",
+        # Offsets are committed in the background, but only those we stored explicitly.
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "auto.commit.interval.ms": 1000,
+        "partition.assignment.strategy": "cooperative-sticky",
+        # A killed worker's partitions move to the survivors within seconds.
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1500,
+        "statistics.interval.ms": 5000,
+        "stats_cb": _record_consumer_lag,
+        "max.partition.fetch.bytes": 4 * MAX_RECORD_BYTES,
+    }
+
+
+def _record_consumer_lag(stats_json: str) -> None:
+    """Export per-partition lag from librdkafka's statistics (no extra broker round-trips)."""
+    try:
+        stats = json.loads(stats_json)
+        for topic, tstats in stats.get("topics", {}).items():
+            for partition, pstats in tstats.get("partitions", {}).items():
+                lag = pstats.get("consumer_lag", -1)
+                if partition != "-1" and lag >= 0:
+                    CONSUMER_LAG.labels(topic=topic, partition=partition).set(lag)
+    except (ValueError, AttributeError):
+        log.debug("unreadable librdkafka statistics", exc_info=True)
+
+
+def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> None:
+    """Create the pipeline's topics if missing (idempotent; every service calls it at start)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    partitions = settings.topic_partitions
+    topics = [
+        NewTopic(settings.topic_preprocessed, partitions, 1),
+        NewTopic(settings.topic_features, partitions, 1),
+        NewTopic(
+            settings.topic_status,
+            partitions,
+            1,
+            config={"retention.ms": str(settings.status_retention_ms)},
+        ),
+        NewTopic(
+            settings.topic_dead_letter, 1, 1, config={"retention.ms": str(30 * 24 * 3600_000)}
+        ),
+    ]
+    futures = admin.create_topics(topics, request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            log.info("created topic %s", name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def kafka_reachable(settings: CommonSettings, timeout: float = 2.0) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+class AsyncProducer:
+    """A shared producer whose delivery reports are served by a background thread.
+
+    `produce(..., on_delivery=cb)` returns at once; `cb(err)` runs when the broker acknowledges.
+    The FastAPI preprocessor awaits those callbacks; workers use `flush`.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        self._producer = Producer(config)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: str | None = None,
+        headers: Sequence[tuple[str, str | bytes | None]] | None = None,
+        on_delivery: Callable[[KafkaError | None], None] | None = None,
+    ) -> None:
+        def report(err: KafkaError | None, _msg: object) -> None:
+            if on_delivery is not None:
+                on_delivery(err)
+
+        self._producer.produce(
+            topic, value=value, key=key, headers=list(headers or []), on_delivery=report
+        )
+
+    def flush(self, timeout: float) -> int:
+        return self._producer.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.error("%d records were not delivered before shutdown", remaining)
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> AsyncProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def new_consumer(settings: CommonSettings, group_id: str, topics: list[str]) -> Consumer:
+    consumer = Consumer(consumer_config(settings, group_id))
+    consumer.subscribe(topics)
+    return consumer

@@ -1,0 +1,181 @@
+"""Wire formats: every Kafka message and every API body Penguin12 exchanges.
+
+Each Kafka message is JSON with a ``schema_version``; a consumer that meets a version or shape it
+does not know treats the record as poison (dead-letter + FAILED), never as a reason to stop.
+Image pixels and embeddings travel as base64 inside the JSON: a prepared 224x224 RGB image is
+150 KB raw (about 200 KB encoded), far under Kafka's 1 MB default record limit whatever the upload.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+
+class JobStatus(StrEnum):
+    """A job's life; the order of `STATUS_RANK` is the only direction a job may move."""
+
+    PENDING = "PENDING"
+    PROCESSING_FEATURES = "PROCESSING_FEATURES"
+    CLASSIFYING = "CLASSIFYING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+STATUS_RANK: dict[JobStatus, int] = {
+    JobStatus.PENDING: 0,
+    JobStatus.PROCESSING_FEATURES: 1,
+    JobStatus.CLASSIFYING: 2,
+    JobStatus.COMPLETED: 3,
+    JobStatus.FAILED: 3,
+}
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+class ModelInfo(BaseModel):
+    """Which model produced a result; ``demo`` marks the generated, meaningless demo bundle."""
+
+    name: str
+    version: str
+    architecture: str
+    demo: bool
+
+
+class Result(BaseModel):
+    prediction: str = Field(description="Predicted label, REAL or FAKE.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Probability of the predicted label.")
+    fake_probability: float = Field(ge=0.0, le=1.0)
+    model: ModelInfo
+    demo: bool = Field(description="True when a demo bundle made this result: it means nothing.")
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    schema_version: Literal[1] = 1
+    request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    submitted_at: float
+
+
+class ImageJob(_Message):
+    """preprocessor -> feature_extractor: the prepared image as uint8 RGB, height x width x 3."""
+
+    pixels: bytes
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    content_sha256: str = Field(description="sha256 of the prepared pixels: the cache key.")
+    source_format: str
+
+    def array(self) -> np.ndarray:
+        expected = self.height * self.width * 3
+        if len(self.pixels) != expected:
+            raise ValueError(f"pixels hold {len(self.pixels)} bytes, expected {expected}")
+        return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.height, self.width, 3)
+
+
+class FeaturesMessage(_Message):
+    """feature_extractor -> classifier: one float32 embedding."""
+
+    embedding: bytes
+    model: ModelInfo
+    cache_hit: bool
+
+    def vector(self) -> np.ndarray:
+        if len(self.embedding) % 4:
+            raise ValueError("embedding byte length is not a multiple of 4 (float32)")
+        return np.frombuffer(self.embedding, dtype=np.float32)
+
+
+class StatusUpdate(_Message):
+    """Any service -> provenance: one step of a job's life."""
+
+    status: JobStatus
+    at: float = Field(default_factory=time.time)
+    service: str
+    result: Result | None = None
+    error: str | None = None
+
+
+class JobState(BaseModel):
+    """What `GET /v1/status/{request_id}` answers: the shape of the seed spec."""
+
+    request_id: str
+    status: JobStatus
+    submitted_at: float
+    last_updated: float
+    result: Result | None = None
+    error: str | None = None
+
+
+class SubmitResponse(BaseModel):
+    request_id: str
+    status_url: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+M = TypeVar("M", bound="_Message")
+
+
+class PoisonMessage(ValueError):
+    """A record that can never be processed: wrong version, bad JSON, missing fields."""
+
+    def __init__(
+        self, reason: str, request_id: str | None = None, submitted_at: float | None = None
+    ):
+        super().__init__(reason)
+        self.reason = reason
+        self.request_id = request_id
+        self.submitted_at = submitted_at
+
+
+def decode(model: type[M], raw: bytes | None) -> M:
+    """Parse a Kafka value into ``model`` or raise `PoisonMessage` saying why, in plain words.
+
+    The request id is salvaged from a broken record where possible, so the job can be marked FAILED
+    instead of staying PENDING forever.
+    """
+    if raw is None:
+        raise PoisonMessage("empty record (no value)")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        request_id, submitted_at = _salvage_ids(raw)
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        if first["loc"] == ("schema_version",):
+            reason = f"unsupported schema_version (expected {SCHEMA_VERSION})"
+        elif first["type"] == "json_invalid":
+            reason = "record is not valid JSON"
+        else:
+            reason = f"invalid {model.__name__}: {where}: {first['msg']}"
+        raise PoisonMessage(reason, request_id, submitted_at) from exc
+
+
+def _salvage_ids(raw: bytes) -> tuple[str | None, float | None]:
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    rid = data.get("request_id")
+    sub = data.get("submitted_at")
+    request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+    submitted_at = float(sub) if isinstance(sub, int | float) else None
+    return request_id, submitted_at
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json(exclude_none=True).encode()

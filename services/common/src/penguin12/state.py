@@ -1,0 +1,92 @@
+"""Job state in Redis DB0: applied so that a job only ever moves forward.
+
+Updates arrive at least once and from several producers, so they can repeat or arrive out of
+order. One Lua script applies an update atomically and only if it does not move the job back:
+a lower-ranked status is ignored and a terminal status (COMPLETED or FAILED) is final.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from penguin12.schemas import STATUS_RANK, JobState, JobStatus, Result, StatusUpdate
+
+KEY_PREFIX = "penguin12:job:"
+
+_APPLY = """
+local rank = tonumber(ARGV[2])
+local current = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+if current >= 3 or current > rank then
+  return 0
+end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_updated') or '0')
+local at = tonumber(ARGV[4])
+if current == rank and at <= last then
+  return 0
+end
+redis.call('HSETNX', KEYS[1], 'submitted_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', rank, 'last_updated', math.max(at, last))
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+return 1
+"""
+
+
+class JobStore:
+    """Read and write job state; ``retention_s`` bounds how long a finished job is remembered."""
+
+    def __init__(self, client: redis.Redis, retention_s: int):
+        self._redis = client
+        self._retention_s = retention_s
+        self._apply = client.register_script(_APPLY)
+
+    @classmethod
+    def from_url(cls, url: str, retention_s: int) -> JobStore:
+        return cls(
+            redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2), retention_s
+        )
+
+    def apply(self, update: StatusUpdate) -> bool:
+        """Apply ``update`` unless it would move the job backwards; True if it changed the state."""
+        result = update.result.model_dump_json() if update.result else ""
+        applied = self._apply(
+            keys=[KEY_PREFIX + update.request_id],
+            args=[
+                update.status.value,
+                STATUS_RANK[update.status],
+                repr(update.submitted_at),
+                repr(update.at),
+                result,
+                update.error or "",
+                self._retention_s,
+            ],
+        )
+        return bool(applied)
+
+    def get(self, request_id: str) -> JobState | None:
+        raw: dict[bytes, bytes] = self._redis.hgetall(KEY_PREFIX + request_id)  # type: ignore[assignment]
+        if not raw:
+            return None
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        return JobState(
+            request_id=request_id,
+            status=JobStatus(fields["status"]),
+            submitted_at=float(fields["submitted_at"]),
+            last_updated=float(fields["last_updated"]),
+            result=Result.model_validate(json.loads(fields["result"]))
+            if "result" in fields
+            else None,
+            error=fields.get("error"),
+        )
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,97 @@
+"""What both FastAPI services share: CORS, request metrics, `/metrics`, and JSON errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic_settings import SettingsConfigDict
+from starlette.routing import Match
+
+from penguin12.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from penguin12.settings import CommonSettings
+
+# Web apps on localhost and browser extensions may call the APIs by default.
+DEFAULT_CORS_ORIGIN_REGEX = (
+    r"^(https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+    r"|chrome-extension://[a-p]{32}|moz-extension://[0-9a-f-]{36})$"
+)
+
+
+class ApiSettings(CommonSettings):
+    """Settings of an HTTP service."""
+
+    model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    cors_allow_origin_regex: str = DEFAULT_CORS_ORIGIN_REGEX
+    # How long Kafka and Redis may take to appear before the service gives up starting.
+    startup_timeout_s: float = 120.0
+    # Job state is kept this long after its last update.
+    job_retention_s: int = 7 * 24 * 3600
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's path template, so metric labels stay few ("/v1/status/{request_id}")."""
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "other"))
+    return "unmatched"
+
+
+def install_common(app: FastAPI, settings: ApiSettings) -> None:
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=settings.cors_allow_origin_regex,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["Retry-After", "Location"],
+        max_age=600,
+    )
+
+    @app.middleware("http")
+    async def record_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = _route_template(request)
+            HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).inc()
+            HTTP_LATENCY.labels(route=route, method=request.method).observe(
+                time.perf_counter() - started
+            )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/livez", tags=["health"], summary="Liveness: the process serves requests")
+    def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+
+async def wait_until(
+    check: Callable[[], bool], what: str, timeout_s: float, interval_s: float = 0.5
+) -> None:
+    """Await a dependency in the pre-start step (not at import), with a deadline."""
+    import asyncio
+    import logging
+
+    from starlette.concurrency import run_in_threadpool
+
+    log = logging.getLogger("penguin12.startup")
+    deadline = time.monotonic() + timeout_s
+    while not await run_in_threadpool(check):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not reachable after {timeout_s:.0f}s")
+        log.info("waiting for %s", what)
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,234 @@
+"""The consume -> process -> produce -> store-offset loop every Kafka worker runs.
+
+Rules it keeps (the ones that make "nothing is lost" true):
+- an offset is stored only after every record produced for it is acknowledged by the broker;
+- a record that can never be processed (poison) goes to the dead-letter topic with the reason,
+  and its job is marked FAILED when its request id can be read; the loop carries on;
+- a transient failure (broker or Redis unreachable) rewinds to the last stored offset and retries
+  with backoff, so the batch is processed again rather than skipped;
+- SIGTERM finishes the batch in hand, commits, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from opentelemetry import context as otel_context
+
+from penguin12 import schemas, tracing
+from penguin12.kafka import AsyncProducer, DeliveryError, new_consumer
+from penguin12.logs import request_context
+from penguin12.metrics import BATCH_SIZE, MESSAGES, PROCESSING_LATENCY
+from penguin12.settings import CommonSettings
+
+log = logging.getLogger("penguin12.worker")
+
+M = TypeVar("M", bound=schemas._Message)
+
+
+class RetryableError(RuntimeError):
+    """Raised by a handler when a dependency is down: the batch is retried, not dead-lettered."""
+
+
+@dataclass(frozen=True)
+class Record(Generic[M]):
+    """One consumed record, decoded, with the trace context its producer sent."""
+
+    message: Message
+    payload: M
+    trace_context: otel_context.Context
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    value: bytes
+    key: str | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def status_output(
+    settings: CommonSettings, update: schemas.StatusUpdate, ctx: otel_context.Context | None = None
+) -> Output:
+    """A status update, keyed by request id so one job's updates share a partition."""
+    return Output(
+        settings.topic_status,
+        schemas.encode(update),
+        update.request_id,
+        tracing.inject_headers(ctx),
+    )
+
+
+@dataclass
+class StreamWorker(Generic[M]):
+    settings: CommonSettings
+    group_id: str
+    source_topic: str
+    schema: type[M]
+    handle_batch: Callable[[list[Record[M]]], list[Output]]
+    max_batch_size: int = 1
+    max_batch_wait_s: float = 0.0
+    poll_timeout_s: float = 0.5
+    retry_backoff_s: float = 1.0
+    producer: AsyncProducer | None = None
+    ready: bool = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set; recover from transient failures by rewinding."""
+        from penguin12.kafka import producer_config
+
+        own_producer = self.producer is None
+        producer = self.producer or AsyncProducer(producer_config(self.settings))
+        backoff = self.retry_backoff_s
+        try:
+            while not stop.is_set():
+                consumer = new_consumer(self.settings, self.group_id, [self.source_topic])
+                try:
+                    self._consume(consumer, producer, stop)
+                    backoff = self.retry_backoff_s
+                except (DeliveryError, RetryableError, KafkaException) as exc:
+                    self.ready = False
+                    log.warning("transient failure, rewinding to last stored offset: %s", exc)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                finally:
+                    consumer.close()  # commits the offsets stored so far
+        finally:
+            if own_producer:
+                producer.close()
+            self.ready = False
+
+    def _consume(self, consumer: Consumer, producer: AsyncProducer, stop: threading.Event) -> None:
+        while not stop.is_set():
+            batch = self._poll_batch(consumer)
+            self.ready = True
+            if not batch:
+                continue
+            started = time.perf_counter()
+            outputs = self._process(batch)
+            self._deliver(producer, outputs)
+            for message in batch:
+                consumer.store_offsets(message=message)
+            BATCH_SIZE.observe(len(batch))
+            PROCESSING_LATENCY.observe(time.perf_counter() - started)
+
+    def _poll_batch(self, consumer: Consumer) -> list[Message]:
+        """Block for one record, then take whatever else is already fetched (up to the batch size).
+
+        At idle a job is processed alone without waiting; under load batches fill by themselves.
+        """
+        first = consumer.poll(self.poll_timeout_s)
+        if first is None:
+            return []
+        messages = [first]
+        if self.max_batch_size > 1:
+            messages += consumer.consume(self.max_batch_size - 1, timeout=self.max_batch_wait_s)
+        good = []
+        for message in messages:
+            err = message.error()
+            if err is None:
+                good.append(message)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err)
+        return good
+
+    def _process(self, batch: list[Message]) -> list[Output]:
+        outputs: list[Output] = []
+        records: list[Record[M]] = []
+        for message in batch:
+            try:
+                payload = schemas.decode(self.schema, message.value())
+            except schemas.PoisonMessage as poison:
+                outputs += self._reject(
+                    message, poison.reason, poison.request_id, poison.submitted_at
+                )
+                continue
+            records.append(Record(message, payload, tracing.extract_context(message.headers())))
+        if not records:
+            return outputs
+        try:
+            outputs += self.handle_batch(records)
+            MESSAGES.labels(outcome="ok").inc(len(records))
+        except RetryableError:
+            raise
+        except Exception:
+            log.exception("batch of %d failed; retrying its records one by one", len(records))
+            for record in records:
+                outputs += self._process_one(record)
+        return outputs
+
+    def _process_one(self, record: Record[M]) -> list[Output]:
+        with request_context(record.payload.request_id):
+            try:
+                result = self.handle_batch([record])
+                MESSAGES.labels(outcome="ok").inc()
+                return result
+            except RetryableError:
+                raise
+            except Exception as exc:
+                log.exception("processing failed")
+                reason = f"{type(exc).__name__}: {exc}"
+                return self._reject(
+                    record.message, reason, record.payload.request_id, record.payload.submitted_at
+                )
+
+    def _reject(
+        self, message: Message, reason: str, request_id: str | None, submitted_at: float | None
+    ) -> list[Output]:
+        """Dead-letter a record with its reason, and fail its job where we know which job."""
+        with request_context(request_id or "-"):
+            log.error(
+                "dead-lettering record %s[%d]@%d: %s",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                reason,
+            )
+        MESSAGES.labels(outcome="dead_lettered").inc()
+        headers = [
+            ("penguin12.dlq.reason", reason.encode()),
+            ("penguin12.dlq.service", self.settings.service_name.encode()),
+            (
+                "penguin12.dlq.source",
+                f"{message.topic()}:{message.partition()}:{message.offset()}".encode(),
+            ),
+        ]
+        outputs = [
+            Output(self.settings.topic_dead_letter, message.value() or b"", request_id, headers)
+        ]
+        if request_id is not None:
+            failed = schemas.StatusUpdate(
+                request_id=request_id,
+                submitted_at=submitted_at if submitted_at is not None else time.time(),
+                status=schemas.JobStatus.FAILED,
+                service=self.settings.service_name,
+                error=f"{self.settings.service_name} could not process the job: {reason}",
+            )
+            outputs.append(status_output(self.settings, failed))
+        return outputs
+
+    def _deliver(self, producer: AsyncProducer, outputs: list[Output]) -> None:
+        """Produce and wait for every acknowledgement; any failure means: do not commit."""
+        if not outputs:
+            return
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None) -> None:
+            if err is not None:
+                errors.append(err)
+
+        for out in outputs:
+            producer.produce(
+                out.topic, out.value, key=out.key, headers=out.headers, on_delivery=on_delivery
+            )
+        remaining = producer.flush(30.0)
+        if remaining or errors:
+            raise DeliveryError(f"{remaining} undelivered, errors: {errors[:3]}")

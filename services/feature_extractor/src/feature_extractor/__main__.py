@@ -1,0 +1,3 @@
+from feature_extractor.main import main
+
+main()

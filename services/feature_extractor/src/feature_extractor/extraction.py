@@ -1,0 +1,125 @@
+"""The batch handler: cache lookup, one backbone run for the misses, features + status out."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from opentelemetry import trace
+from penguin12 import schemas, tracing
+from penguin12.kafka import AsyncProducer
+from penguin12.logs import request_context
+from penguin12.metrics import BACKBONE_IMAGES
+from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
+from penguin12.worker import Output, Record, status_output
+from penguin12_model import FeatureExtractorModel
+
+from feature_extractor.cache import EmbeddingCache
+from feature_extractor.settings import FeatureExtractorSettings
+
+log = logging.getLogger("penguin12.feature_extractor")
+tracer = trace.get_tracer("penguin12.feature_extractor")
+
+
+class FeatureExtraction:
+    def __init__(
+        self,
+        settings: FeatureExtractorSettings,
+        model: FeatureExtractorModel,
+        cache: EmbeddingCache,
+        producer: AsyncProducer,
+    ):
+        self._settings = settings
+        self._model = model
+        self._cache = cache
+        self._producer = producer
+        self._model_info = schemas.ModelInfo.model_validate(model.info.model_dump())
+
+    def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
+        spans = [
+            tracer.start_span(
+                "extract_features",
+                context=r.trace_context,
+                attributes={
+                    "penguin12.request_id": r.payload.request_id,
+                    "penguin12.batch": len(records),
+                },
+            )
+            for r in records
+        ]
+        try:
+            return self._extract(records, spans)
+        finally:
+            for span in spans:
+                span.end()
+
+    def _extract(self, records: list[Record[ImageJob]], spans: list[trace.Span]) -> list[Output]:
+        contexts = [trace.set_span_in_context(s) for s in spans]
+        # Tell clients at once that work started; delivery is awaited with the batch's outputs.
+        for record, ctx in zip(records, contexts, strict=True):
+            self._emit(
+                status_output(
+                    self._settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
+                )
+            )
+        images = [r.payload.array() for r in records]  # raises on a malformed payload
+        cached = self._cache.get_many([r.payload.content_sha256 for r in records])
+        missing = [i for i, value in enumerate(cached) if value is None]
+        vectors: list[np.ndarray | None] = [
+            None if value is None else np.frombuffer(value, dtype=np.float32) for value in cached
+        ]
+        if missing:
+            started = time.perf_counter()
+            computed = self._model.embed(np.stack([images[i] for i in missing]))
+            BACKBONE_IMAGES.inc(len(missing))
+            log.debug(
+                "backbone ran on %d images in %.1f ms",
+                len(missing),
+                1e3 * (time.perf_counter() - started),
+            )
+            fresh = {}
+            for row, i in enumerate(missing):
+                vector = np.ascontiguousarray(computed[row], dtype=np.float32)
+                vectors[i] = vector
+                fresh[records[i].payload.content_sha256] = vector.tobytes()
+            self._cache.put_many(fresh)
+        outputs: list[Output] = []
+        for i, (record, ctx) in enumerate(zip(records, contexts, strict=True)):
+            job = record.payload
+            embedding = vectors[i]
+            if embedding is None:  # pragma: no cover - every miss was computed above
+                raise RuntimeError("embedding missing after backbone run")
+            hit = i not in missing
+            with request_context(job.request_id):
+                log.info("features ready (cache %s)", "hit" if hit else "miss")
+            features = FeaturesMessage(
+                request_id=job.request_id,
+                submitted_at=job.submitted_at,
+                embedding=embedding.tobytes(),
+                model=self._model_info,
+                cache_hit=hit,
+            )
+            outputs.append(
+                Output(
+                    self._settings.topic_features,
+                    schemas.encode(features),
+                    job.request_id,
+                    tracing.inject_headers(ctx),
+                )
+            )
+            outputs.append(
+                status_output(self._settings, self._status(job, JobStatus.CLASSIFYING), ctx)
+            )
+        return outputs
+
+    def _status(self, job: ImageJob, status: JobStatus) -> StatusUpdate:
+        return StatusUpdate(
+            request_id=job.request_id,
+            submitted_at=job.submitted_at,
+            status=status,
+            service=self._settings.service_name,
+        )
+
+    def _emit(self, output: Output) -> None:
+        self._producer.produce(output.topic, output.value, key=output.key, headers=output.headers)

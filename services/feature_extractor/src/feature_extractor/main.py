@@ -1,0 +1,49 @@
+"""Feature extractor process: load the backbone, then consume prepared images in micro-batches."""
+
+from __future__ import annotations
+
+import logging
+
+from penguin12.kafka import AsyncProducer
+from penguin12.metrics import MODEL_INFO
+from penguin12.runner import run_worker
+from penguin12.schemas import ImageJob
+from penguin12.worker import StreamWorker
+from penguin12_model import FeatureExtractorModel, ModelSettings
+
+from feature_extractor.cache import EmbeddingCache
+from feature_extractor.extraction import FeatureExtraction
+from feature_extractor.settings import FeatureExtractorSettings
+
+log = logging.getLogger("penguin12.feature_extractor")
+
+
+def build_worker(
+    settings: FeatureExtractorSettings, model: FeatureExtractorModel, producer: AsyncProducer
+) -> StreamWorker[ImageJob]:
+    cache = EmbeddingCache.from_url(
+        settings.cache_redis_url, model.info.version, settings.cache_ttl_s
+    )
+    return StreamWorker(
+        settings=settings,
+        group_id=settings.consumer_group,
+        source_topic=settings.topic_preprocessed,
+        schema=ImageJob,
+        handle_batch=FeatureExtraction(settings, model, cache, producer),
+        max_batch_size=settings.max_batch_size,
+        max_batch_wait_s=settings.max_batch_wait_ms / 1000,
+        producer=producer,
+    )
+
+
+def main() -> None:
+    settings = FeatureExtractorSettings()
+    model = FeatureExtractorModel(ModelSettings())
+
+    def build(producer: AsyncProducer) -> StreamWorker[ImageJob]:
+        model.load()
+        info = model.info
+        MODEL_INFO.labels(info.name, info.version, info.architecture, str(info.demo).lower()).set(1)
+        return build_worker(settings, model, producer)
+
+    run_worker(settings, build, extra_ready=lambda: model.ready)

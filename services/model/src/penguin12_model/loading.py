@@ -1,0 +1,472 @@
+"""Finding, generating, reading and fingerprinting model bundles.
+
+A bundle is a directory holding ``backbone_weights.pt``, ``classifier_head.pt`` and
+(optionally) ``config.json``. The feature extractor and the classifier resolve the same
+bundle independently, so everything here is deterministic: same bytes -> same version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from torch import nn
+
+from .config import BundleConfig
+from .errors import ModelLoadError
+from .head import build_head, infer_head_layout
+from .registry import build_backbone, get_spec, infer_architecture
+
+logger = logging.getLogger("penguin12.model")
+
+__all__ = [
+    "DEFAULT_BACKBONE_FILE",
+    "DEFAULT_CONFIG_FILE",
+    "DEFAULT_HEAD_FILE",
+    "ModelLoadError",
+    "ModelSettings",
+    "ResolvedBundle",
+    "bundle_version",
+    "generate_demo_bundle",
+    "load_bundle",
+    "load_state_dict",
+    "load_weights_strict",
+    "resolve_bundle_dir",
+]
+
+DEFAULT_BACKBONE_FILE = "backbone_weights.pt"
+DEFAULT_HEAD_FILE = "classifier_head.pt"
+DEFAULT_CONFIG_FILE = "config.json"
+
+_TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class ModelSettings(BaseSettings):
+    """Where the weights come from. Environment variables use the ``PENGUIN12_MODEL_`` prefix.
+
+    ``source``: ``local`` = ``dir``; ``hub`` = ``hf_repo`` via the Hugging Face cache
+    (``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` honoured); ``demo`` = random weights
+    generated under ``cache_dir``; ``auto`` = local if ``dir`` is set, else hub (from the
+    local HF cache only when ``HF_HUB_OFFLINE=1``), else demo.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PENGUIN12_MODEL_", extra="ignore")
+
+    source: Literal["auto", "local", "hub", "demo"] = "auto"
+    dir: Path | None = None
+    hf_repo: str = "nguyenpn/Penguin-12"
+    hf_revision: str = "main"
+    backbone_file: str = DEFAULT_BACKBONE_FILE
+    head_file: str = DEFAULT_HEAD_FILE
+    config_file: str = DEFAULT_CONFIG_FILE
+    demo_architecture: str = "efficientnet_b0"
+    cache_dir: Path = Path(".cache/penguin12/models")
+    num_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch default")
+    hub_probe_timeout_s: float = Field(
+        2.0, description="auto mode: TCP probe of the Hub before downloading; 0 disables"
+    )
+    channels_last: bool = Field(
+        True, description="Run conv backbones in channels_last (measured faster on CPU)."
+    )
+
+
+# ------------------------------------------------------------------------ state dicts
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a state dict without ever executing pickled code.
+
+    ``.safetensors`` is read with safetensors; ``.pt``/``.pth``/``.bin``/``.ckpt`` with
+    ``torch.load(weights_only=True)``. A pickle of Python objects (e.g. a whole
+    ``nn.Module``) is refused with instructions for re-saving it as a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file not found: {path}")
+    suffix = path.suffix.lower()
+    obj: Any
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise ModelLoadError(f"cannot read safetensors file {path}: {exc}") from exc
+    elif suffix in _TORCH_SUFFIXES:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            detail = next(
+                (ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln),
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            raise ModelLoadError(
+                f"refusing to load {path}: it is not a plain state dict but pickles Python "
+                f"objects (e.g. a whole nn.Module), which weights_only=True cannot load safely "
+                f"({detail}). Re-save it as a state dict in a trusted environment: "
+                "obj = torch.load(path, weights_only=False); "
+                "torch.save(obj.state_dict(), 'backbone_weights.pt') "
+                "(or safetensors.torch.save_file(obj.state_dict(), 'x.safetensors'))."
+            ) from exc
+        except Exception as exc:
+            raise ModelLoadError(f"cannot read torch weights file {path}: {exc}") from exc
+    else:
+        raise ModelLoadError(
+            f"unsupported weights file type {path.name!r}: use .safetensors or "
+            f"{'/'.join(sorted(_TORCH_SUFFIXES))}"
+        )
+    return _as_tensor_dict(obj, path)
+
+
+def _is_tensor_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _as_tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """Accept a bare state dict or a training checkpoint that wraps one."""
+    if _is_tensor_dict(obj):
+        return dict(obj)  # type: ignore[call-overload]
+    if isinstance(obj, Mapping):
+        for key in _CHECKPOINT_KEYS:
+            inner = obj.get(key)
+            if inner and _is_tensor_dict(inner):
+                logger.info("%s is a checkpoint; using its %r entry", path.name, key)
+                return dict(inner)
+        bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)][:5]
+        raise ModelLoadError(
+            f"{path} is not a state dict: entries {bad} are not tensors and no "
+            f"{'/'.join(_CHECKPOINT_KEYS)} entry holds one"
+        )
+    raise ModelLoadError(
+        f"{path} holds a {type(obj).__name__}, expected a state dict (mapping name -> tensor)"
+    )
+
+
+def _fmt_keys(keys: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def load_weights_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """``load_state_dict(strict=True)`` with one readable error instead of a partial load.
+
+    Shape mismatches are collected up front because torch raises on the first one, so the
+    message lists missing keys, unexpected keys and shape mismatches together.
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_fmt_keys(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_fmt_keys(unexpected)}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatch(es): {_fmt_keys(mismatched)}")
+        raise ModelLoadError(f"{what} weights do not match the model. " + "; ".join(parts))
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:  # e.g. dtype that cannot be copied
+        raise ModelLoadError(f"{what} weights could not be loaded: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- version
+
+
+def bundle_version(
+    bundle_dir: Path,
+    config: BundleConfig,
+    files: Sequence[str] = (DEFAULT_BACKBONE_FILE, DEFAULT_HEAD_FILE),
+) -> str:
+    """12 hex chars of sha256 over the canonical config JSON and the weight file bytes.
+
+    Both services compute it independently, so it identifies exactly which network
+    produced a result (provenance) and changes whenever any weight or setting changes.
+    """
+    digest = hashlib.sha256()
+    digest.update(b"config\0" + config.canonical_json().encode("utf-8") + b"\0")
+    for name in files:
+        path = Path(bundle_dir) / name
+        digest.update(name.encode("utf-8") + b"\0")
+        try:
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read {path} for the bundle version: {exc}") from exc
+        digest.update(b"\0")
+    return digest.hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------- demo
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _serialize(state_dict: Mapping[str, torch.Tensor]) -> bytes:
+    # Via a buffer: torch.save names the archive after the target file, so saving to a
+    # temp name would change the bytes (and the version).
+    buf = io.BytesIO()
+    torch.save(dict(state_dict), buf)
+    return buf.getvalue()
+
+
+def generate_demo_bundle(dest: Path, architecture: str = "efficientnet_b0", seed: int = 0) -> Path:
+    """Write a randomly initialised bundle so the pipeline runs without the real weights.
+
+    Deterministic: the same ``architecture`` and ``seed`` give byte-identical files and so
+    the same version in every process. The global RNG state is left untouched.
+    """
+    dest = Path(dest)
+    spec = get_spec(architecture)
+    config = BundleConfig(
+        name=f"penguin12-demo-{architecture}",
+        architecture=architecture,
+        embedding_dim=spec.embedding_dim,
+        demo=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = build_backbone(architecture)
+        head = build_head(config)
+    dest.mkdir(parents=True, exist_ok=True)
+    _atomic_write(dest / DEFAULT_BACKBONE_FILE, _serialize(backbone.state_dict()))
+    _atomic_write(dest / DEFAULT_HEAD_FILE, _serialize(head.state_dict()))
+    _atomic_write(dest / DEFAULT_CONFIG_FILE, (config.model_dump_json(indent=2) + "\n").encode())
+    logger.warning(
+        "generated DEMO bundle %s (architecture=%s, seed=%d) with RANDOM weights: "
+        "predictions from it are meaningless",
+        dest,
+        architecture,
+        seed,
+    )
+    return dest
+
+
+# ------------------------------------------------------------------------- resolution
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as of now (huggingface_hub itself only reads it at import time)."""
+    from huggingface_hub import constants
+
+    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or bool(
+        constants.HF_HUB_OFFLINE
+    )
+
+
+def _hub_cache_dir() -> str | None:
+    """HF cache dir from the current environment, or None for the library's default."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return os.path.expanduser(os.environ[var])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return None
+
+
+def _hub_reachable(timeout_s: float) -> bool:
+    """Cheap TCP probe of the Hub endpoint (skipped, i.e. True, when a proxy is configured)."""
+    if timeout_s <= 0 or any(
+        os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    ):
+        return True
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout_s):
+            return True
+    except OSError as exc:
+        logger.info("Hub probe %s:%s failed: %s", url.hostname, port, exc)
+        return False
+
+
+def _resolve_hub(settings: ModelSettings, local_files_only: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    cache_dir = _hub_cache_dir()
+
+    def fetch(filename: str) -> Path:
+        return Path(
+            str(
+                hf_hub_download(
+                    repo_id=settings.hf_repo,
+                    filename=filename,
+                    revision=settings.hf_revision,
+                    cache_dir=cache_dir,
+                    local_files_only=local_files_only,
+                )
+            )
+        )
+
+    where = f"{settings.hf_repo}@{settings.hf_revision}"
+    try:
+        backbone = fetch(settings.backbone_file)
+        head = fetch(settings.head_file)
+    except Exception as exc:
+        mode = "the local Hugging Face cache (offline)" if local_files_only else "the Hub"
+        raise ModelLoadError(
+            f"cannot get {settings.backbone_file}/{settings.head_file} of {where} from {mode}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    root = backbone.parents[len(Path(settings.backbone_file).parts) - 1]
+    if head != root / settings.head_file:
+        raise ModelLoadError(f"{where}: backbone and head resolved to different snapshots")
+    try:
+        fetch(settings.config_file)
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        logger.info("%s has no %s; the config will be inferred", where, settings.config_file)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot get {settings.config_file} of {where}: {exc}") from exc
+    logger.info("using Hub bundle %s from %s", where, root)
+    return root
+
+
+def _resolve_local(settings: ModelSettings) -> Path:
+    if settings.dir is None:
+        raise ModelLoadError("source=local needs PENGUIN12_MODEL_DIR")
+    root = Path(settings.dir).expanduser()
+    missing = [f for f in (settings.backbone_file, settings.head_file) if not (root / f).is_file()]
+    if missing:
+        raise ModelLoadError(f"local bundle {root} lacks {', '.join(missing)}")
+    return root
+
+
+def _resolve_demo(settings: ModelSettings) -> Path:
+    if (settings.backbone_file, settings.head_file, settings.config_file) != (
+        DEFAULT_BACKBONE_FILE,
+        DEFAULT_HEAD_FILE,
+        DEFAULT_CONFIG_FILE,
+    ):
+        raise ModelLoadError("demo bundles use the default file names; unset *_FILE settings")
+    dest = settings.cache_dir / f"demo-{settings.demo_architecture}-seed0"
+    names = (DEFAULT_BACKBONE_FILE, DEFAULT_HEAD_FILE, DEFAULT_CONFIG_FILE)
+    if all((dest / n).is_file() for n in names):
+        logger.warning(
+            "using DEMO bundle %s with RANDOM weights: predictions are meaningless", dest
+        )
+        return dest
+    return generate_demo_bundle(dest, settings.demo_architecture, seed=0)
+
+
+def resolve_bundle_dir(settings: ModelSettings) -> Path:
+    """Return the directory holding the bundle files for ``settings.source``.
+
+    The hub path goes through ``huggingface_hub.hf_hub_download`` (cache layout, revisions,
+    ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` all handled by the library). In
+    ``auto`` mode a Hub failure is logged and the demo bundle is used instead.
+    """
+    if settings.source == "local":
+        return _resolve_local(settings)
+    if settings.source == "demo":
+        return _resolve_demo(settings)
+    if settings.source == "hub":
+        return _resolve_hub(settings, local_files_only=hub_offline())
+    # auto
+    if settings.dir is not None:
+        return _resolve_local(settings)
+    offline = hub_offline()
+    if not offline and not _hub_reachable(settings.hub_probe_timeout_s):
+        # Without this, huggingface_hub retries with backoff for ~25 s before giving up.
+        logger.warning("Hugging Face Hub unreachable; using the local HF cache only")
+        offline = True
+    try:
+        return _resolve_hub(settings, local_files_only=offline)
+    except ModelLoadError as exc:
+        logger.warning("Hub bundle unavailable (%s); falling back to the demo bundle", exc)
+    return _resolve_demo(settings)
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@dataclass(frozen=True)
+class ResolvedBundle:
+    """A resolved bundle: where it is, how to build it, and its version."""
+
+    directory: Path
+    config: BundleConfig
+    version: str
+    backbone_path: Path
+    head_path: Path
+    config_inferred: bool
+
+
+def _infer_config(backbone_path: Path, head_path: Path) -> BundleConfig:
+    architecture = infer_architecture(load_state_dict(backbone_path))
+    embedding_dim, hidden, outputs = infer_head_layout(load_state_dict(head_path))
+    spec = get_spec(architecture)
+    if embedding_dim != spec.embedding_dim:
+        raise ModelLoadError(
+            f"head expects {embedding_dim}-d embeddings but {architecture} produces "
+            f"{spec.embedding_dim}-d"
+        )
+    logger.warning(
+        "bundle has no config.json: inferred architecture=%s head=%s; ASSUMING input 224, "
+        "ImageNet mean/std, labels (REAL, FAKE) with FAKE positive and threshold 0.5. "
+        "Ship a config.json to make these explicit.",
+        architecture,
+        (embedding_dim, *hidden, outputs),
+    )
+    return BundleConfig(
+        architecture=architecture,
+        embedding_dim=embedding_dim,
+        head_hidden_dims=hidden,
+        num_outputs=outputs,
+    )
+
+
+def load_bundle(settings: ModelSettings) -> ResolvedBundle:
+    """Resolve the bundle, read (or infer) its config and compute its version."""
+    root = resolve_bundle_dir(settings)
+    backbone_path = root / settings.backbone_file
+    head_path = root / settings.head_file
+    config_path = root / settings.config_file
+    if config_path.is_file():
+        config = BundleConfig.from_file(config_path)
+        inferred = False
+    else:
+        config = _infer_config(backbone_path, head_path)
+        inferred = True
+    spec = get_spec(config.architecture)
+    if config.embedding_dim != spec.embedding_dim:
+        raise ModelLoadError(
+            f"config embedding_dim={config.embedding_dim} but {config.architecture} "
+            f"produces {spec.embedding_dim}-d embeddings"
+        )
+    version = bundle_version(root, config, (settings.backbone_file, settings.head_file))
+    return ResolvedBundle(root, config, version, backbone_path, head_path, inferred)

@@ -1,0 +1,80 @@
+"""The preprocessor's FastAPI app: wiring, pre-start checks and health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response, status
+from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
+from penguin12.logs import setup_logging
+from penguin12.state import JobStore
+from penguin12.tracing import setup_tracing, shutdown_tracing
+from penguin12.web import install_common, wait_until
+from starlette.concurrency import run_in_threadpool
+
+from preprocessor.api import router
+from preprocessor.jobs import JobPublisher
+from preprocessor.settings import PreprocessorSettings
+
+log = logging.getLogger("penguin12.preprocessor")
+
+
+def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
+    settings = settings or PreprocessorSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
+        await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
+        await wait_until(store.ping, "Redis", settings.startup_timeout_s)
+        await run_in_threadpool(ensure_topics, settings)
+        delivery_ms = int(settings.delivery_timeout_s * 1000)
+        producer = AsyncProducer(producer_config(settings, delivery_timeout_ms=delivery_ms))
+        app.state.settings = settings
+        app.state.store = store
+        app.state.publisher = JobPublisher(settings, producer, store)
+        log.info(
+            "ready: accepting uploads; status URLs point at %s", settings.public_status_base_url
+        )
+        try:
+            yield
+        finally:
+            await run_in_threadpool(producer.close)
+            store.close()
+
+    app = FastAPI(
+        title="Penguin12 preprocessor",
+        version="0.1.0",
+        description="Submit images for deepfake analysis. Poll the returned status_url.",
+        lifespan=lifespan,
+    )
+    install_common(app, settings)
+    app.include_router(router)
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: Kafka and Redis reachable")
+    async def readyz(request: Request, response: Response) -> dict[str, str]:
+        kafka_ok = await run_in_threadpool(kafka_reachable, settings, 1.0)
+        redis_ok = await run_in_threadpool(request.app.state.store.ping)
+        if not (kafka_ok and redis_ok):
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"kafka": _word(kafka_ok), "redis": _word(redis_ok)}
+
+    return app
+
+
+def _word(ok: bool) -> str:
+    return "ok" if ok else "unreachable"
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = PreprocessorSettings()
+    setup_logging(settings.service_name, settings.log_level)
+    setup_tracing(settings.service_name, settings.otlp_endpoint)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    finally:
+        shutdown_tracing()

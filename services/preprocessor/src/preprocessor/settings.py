@@ -1,0 +1,20 @@
+"""Preprocessor settings (environment variables prefixed ``PENGUIN12_``)."""
+
+from __future__ import annotations
+
+from penguin12.web import ApiSettings
+
+
+class PreprocessorSettings(ApiSettings):
+    service_name: str = "preprocessor"
+    port: int = 8000
+    # The provenance address *as clients see it*; `status_url` is built from it, so it works as
+    # given from the host (no rewriting of internal Docker hostnames).
+    public_status_base_url: str = "http://127.0.0.1:8001"
+    max_upload_bytes: int = 10 * 1024 * 1024
+    # Decompression-bomb guard: checked from the header before any pixel is decoded.
+    max_image_pixels: int = 40_000_000
+    # Side of the square RGB image sent to the feature extractor; must match the model bundle.
+    input_size: int = 224
+    # How long a submission may wait for Kafka to acknowledge it before answering 503.
+    delivery_timeout_s: float = 5.0

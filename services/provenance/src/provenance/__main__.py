@@ -1,0 +1,3 @@
+from provenance.main import main
+
+main()

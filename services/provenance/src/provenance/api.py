@@ -1,0 +1,38 @@
+"""`GET /v1/status/{request_id}`: where a job is, and its verdict once it has one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from penguin12.schemas import ErrorResponse, JobState
+from penguin12.state import JobStore
+from starlette.concurrency import run_in_threadpool
+
+router = APIRouter(prefix="/v1", tags=["status"])
+
+
+def get_store(request: Request) -> JobStore:
+    store: JobStore = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[JobStore, Depends(get_store)]
+RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From the 202 answer.")]
+
+
+@router.get(
+    "/status/{request_id}",
+    response_model=JobState,
+    response_model_exclude_none=True,
+    summary="Poll a job's status",
+    responses={404: {"model": ErrorResponse, "description": "Unknown or expired request id"}},
+)
+async def get_status(request_id: RequestId, store: StoreDep) -> JobState:
+    state = await run_in_threadpool(store.get, request_id)
+    if state is None:
+        raise HTTPException(
+            status_code=404,
+            detail=f"No job with request_id {request_id!r}: it was never submitted or has expired.",
+        )
+    return state

@@ -1,0 +1,89 @@
+"""The provenance FastAPI app; the status consumer runs beside it in a thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response, status
+from penguin12.kafka import ensure_topics, kafka_reachable
+from penguin12.logs import setup_logging
+from penguin12.schemas import StatusUpdate
+from penguin12.state import JobStore
+from penguin12.tracing import setup_tracing, shutdown_tracing
+from penguin12.web import install_common, wait_until
+from penguin12.worker import StreamWorker
+from starlette.concurrency import run_in_threadpool
+
+from provenance.api import router
+from provenance.recorder import StatusRecorder
+from provenance.settings import ProvenanceSettings
+
+log = logging.getLogger("penguin12.provenance")
+
+
+def create_app(settings: ProvenanceSettings | None = None) -> FastAPI:
+    settings = settings or ProvenanceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
+        await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
+        await wait_until(store.ping, "Redis", settings.startup_timeout_s)
+        await run_in_threadpool(ensure_topics, settings)
+        worker = StreamWorker(
+            settings=settings,
+            group_id=settings.consumer_group,
+            source_topic=settings.topic_status,
+            schema=StatusUpdate,
+            handle_batch=StatusRecorder(store),
+            max_batch_size=256,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), name="status-consumer")
+        thread.start()
+        app.state.store = store
+        app.state.worker = worker
+        log.info("ready: recording status updates from %s", settings.topic_status)
+        try:
+            yield
+        finally:
+            stop.set()
+            await run_in_threadpool(thread.join, 30)
+            store.close()
+
+    app = FastAPI(
+        title="Penguin12 provenance",
+        version="0.1.0",
+        description="Job status for Penguin12 submissions.",
+        lifespan=lifespan,
+    )
+    install_common(app, settings)
+    app.include_router(router)
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: Redis reachable, consumer running")
+    async def readyz(request: Request, response: Response) -> dict[str, str]:
+        redis_ok = await run_in_threadpool(request.app.state.store.ping)
+        consumer_ok = bool(request.app.state.worker.ready)
+        if not (redis_ok and consumer_ok):
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {
+            "redis": "ok" if redis_ok else "unreachable",
+            "status_consumer": "ok" if consumer_ok else "not consuming",
+        }
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = ProvenanceSettings()
+    setup_logging(settings.service_name, settings.log_level)
+    setup_tracing(settings.service_name, settings.otlp_endpoint)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    finally:
+        shutdown_tracing()

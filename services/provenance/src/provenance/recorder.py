@@ -1,0 +1,50 @@
+"""The status-topic consumer: the only writer of job state besides the preprocessor's PENDING."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from opentelemetry import trace
+from penguin12.logs import request_context
+from penguin12.metrics import JOB_LATENCY, JOBS_FINISHED
+from penguin12.schemas import TERMINAL_STATUSES, StatusUpdate
+from penguin12.state import JobStore
+from penguin12.worker import Output, Record, RetryableError
+
+log = logging.getLogger("penguin12.provenance.recorder")
+tracer = trace.get_tracer("penguin12.provenance")
+
+
+class StatusRecorder:
+    def __init__(self, store: JobStore):
+        self._store = store
+
+    def __call__(self, records: list[Record[StatusUpdate]]) -> list[Output]:
+        for record in records:
+            update = record.payload
+            with (
+                request_context(update.request_id),
+                tracer.start_as_current_span(
+                    "record_status",
+                    context=record.trace_context,
+                    attributes={
+                        "penguin12.request_id": update.request_id,
+                        "penguin12.status": update.status,
+                    },
+                ),
+            ):
+                try:
+                    applied = self._store.apply(update)
+                except redis.RedisError as exc:
+                    raise RetryableError(f"Redis unavailable: {exc}") from exc
+                if not applied:
+                    log.debug("ignored %s (stale or repeated)", update.status)
+                    continue
+                log.info("%s (from %s)", update.status, update.service)
+                if update.status in TERMINAL_STATUSES:
+                    JOBS_FINISHED.labels(status=update.status.value).inc()
+                    JOB_LATENCY.labels(status=update.status.value).observe(
+                        max(0.0, update.at - update.submitted_at)
+                    )
+        return []

@@ -1,0 +1,99 @@
+"""The whole pipeline on a real Kafka broker and Redis: submit, poll, verdict."""
+
+from __future__ import annotations
+
+import httpx
+from conftest import Stack, wait_for
+
+
+def test_photo_flows_to_a_labelled_demo_verdict(stack: Stack, photos: dict[str, bytes]) -> None:
+    response = stack.submit(photos["astronaut.jpg"])
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert set(body) == {"request_id", "status_url"}
+    assert body["status_url"] == stack.url("provenance", f"/v1/status/{body['request_id']}")
+
+    # Polled at once, the status URL already knows the job: never a 404.
+    first = httpx.get(body["status_url"], timeout=10)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] in ("PENDING", "PROCESSING_FEATURES", "CLASSIFYING", "COMPLETED")
+
+    final = stack.wait_final(body["request_id"])
+    assert final["status"] == "COMPLETED", final
+    assert set(final) == {"request_id", "status", "submitted_at", "last_updated", "result"}
+    assert final["submitted_at"] <= final["last_updated"]
+    result = final["result"]
+    assert result["prediction"] in ("REAL", "FAKE")
+    assert 0.5 <= result["confidence"] <= 1.0
+    assert result["demo"] is True and result["model"]["demo"] is True
+    assert result["model"]["architecture"] == "tiny"
+    assert len(result["model"]["version"]) >= 12
+
+
+def test_job_moves_forward_through_every_stage(stack: Stack, photos: dict[str, bytes]) -> None:
+    request_id = stack.submit(photos["coffee.jpg"]).json()["request_id"]
+    seen: list[str] = []
+
+    def finished() -> bool:
+        status = stack.status(request_id).json()["status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        return status in ("COMPLETED", "FAILED")
+
+    wait_for(finished, 60, 0.005, "job to finish")
+    order = ["PENDING", "PROCESSING_FEATURES", "CLASSIFYING", "COMPLETED"]
+    assert seen[-1] == "COMPLETED"
+    assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen), seen
+
+
+def test_unknown_request_id_is_a_json_404(stack: Stack) -> None:
+    response = stack.status("00000000-0000-4000-8000-000000000000")
+    assert response.status_code == 404
+    assert "never submitted or has expired" in response.json()["detail"]
+
+
+def test_repeated_image_skips_the_backbone(stack: Stack, photos: dict[str, bytes]) -> None:
+    image = photos["rocket.jpg"]
+    fe = "feature_extractor-0"
+    first = stack.wait_final(stack.submit(image).json()["request_id"])
+    runs_before = stack.metric(fe, "penguin12_backbone_images_total")
+    hits_before = stack.metric(fe, "penguin12_embedding_cache_total", 'result="hit"')
+
+    second = stack.wait_final(stack.submit(image).json()["request_id"])
+
+    assert stack.metric(fe, "penguin12_backbone_images_total") == runs_before
+    assert stack.metric(fe, "penguin12_embedding_cache_total", 'result="hit"') == hits_before + 1
+    assert second["result"]["fake_probability"] == first["result"]["fake_probability"]
+
+
+def test_every_photo_completes(stack: Stack, photos: dict[str, bytes]) -> None:
+    ids = [stack.submit(data, name).json()["request_id"] for name, data in photos.items()]
+    finals = [stack.wait_final(i) for i in ids]
+    assert [f["status"] for f in finals] == ["COMPLETED"] * len(ids)
+
+
+def test_health_and_metrics_on_every_service(stack: Stack) -> None:
+    for name in stack.processes:
+        assert httpx.get(stack.url(name, "/readyz"), timeout=5).status_code == 200, name
+        assert httpx.get(stack.url(name, "/livez"), timeout=5).status_code == 200, name
+        metrics = httpx.get(stack.url(name, "/metrics"), timeout=5)
+        assert metrics.status_code == 200 and "penguin12_" in metrics.text, name
+
+
+def test_cors_allows_localhost_apps_and_extensions_only(stack: Stack) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            stack.url("preprocessor", "/v1/infer"),
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            timeout=5,
+        )
+
+    for origin in (
+        "http://localhost:3000",
+        "http://127.0.0.1:5173",
+        "chrome-extension://" + "a" * 32,
+    ):
+        response = preflight(origin)
+        assert response.status_code == 200, origin
+        assert response.headers["access-control-allow-origin"] == origin
+    assert "access-control-allow-origin" not in preflight("https://evil.example").headers
