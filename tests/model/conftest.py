@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from penguin12_model import BundleConfig, build_backbone, build_head
 
 BundleFactory = Callable[..., Path]
@@ -26,7 +25,9 @@ def write_bundle(
 ) -> Path:
     """Write a (non-demo) bundle: backbone/head state dicts via torch.save + config.json."""
     dest.mkdir(parents=True, exist_ok=True)
-    config = BundleConfig(architecture=architecture, embedding_dim=embedding_dim, **config_fields)  # type: ignore[arg-type]
+    config = BundleConfig.model_validate(
+        {"architecture": architecture, "embedding_dim": embedding_dim, **config_fields}
+    )
     torch.manual_seed(seed)
     torch.save(build_backbone(architecture).state_dict(), dest / "backbone_weights.pt")
     torch.save(head_state or build_head(config).state_dict(), dest / "classifier_head.pt")

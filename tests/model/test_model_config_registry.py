@@ -6,7 +6,6 @@ import pydantic
 import pytest
 import torch
 import torchvision
-
 from penguin12_model import (
     BundleConfig,
     ModelLoadError,
@@ -33,7 +32,9 @@ def test_config_defaults_and_validation() -> None:
 
 def test_canonical_json_is_order_independent() -> None:
     a = BundleConfig(architecture="tiny", embedding_dim=64, threshold=0.4)
-    b = BundleConfig.model_validate_json('{"threshold": 0.4, "embedding_dim": 64, "architecture": "tiny"}')
+    b = BundleConfig.model_validate_json(
+        '{"threshold": 0.4, "embedding_dim": 64, "architecture": "tiny"}'
+    )
     assert a.canonical_json() == b.canonical_json()
 
 
@@ -52,7 +53,10 @@ def test_tiny_backbone_embedding() -> None:
 
 @pytest.mark.parametrize(
     ("factory", "expected"),
-    [(torchvision.models.efficientnet_b0, "efficientnet_b0"), (torchvision.models.resnet50, "resnet50")],
+    [
+        (torchvision.models.efficientnet_b0, "efficientnet_b0"),
+        (torchvision.models.resnet50, "resnet50"),
+    ],
 )
 def test_infer_architecture_torchvision(factory, expected: str) -> None:
     full = factory(weights=None).state_dict()  # still has the classifier / fc keys
@@ -77,9 +81,15 @@ def test_infer_architecture_tiny_and_unknown() -> None:
 
 
 def test_build_head_and_infer_layout() -> None:
-    cfg = BundleConfig(architecture="tiny", embedding_dim=64, head_hidden_dims=(32, 16), num_outputs=2)
+    cfg = BundleConfig(
+        architecture="tiny", embedding_dim=64, head_hidden_dims=(32, 16), num_outputs=2
+    )
     head = build_head(cfg)
     assert head(torch.zeros(5, 64)).shape == (5, 2)
     assert infer_head_layout(head.state_dict()) == (64, (32, 16), 2)
     other = torch.nn.Sequential(torch.nn.Dropout(), torch.nn.Linear(1280, 1))
-    assert infer_head_layout({f"head.{k}": v for k, v in other.state_dict().items()}) == (1280, (), 1)
+    assert infer_head_layout({f"head.{k}": v for k, v in other.state_dict().items()}) == (
+        1280,
+        (),
+        1,
+    )

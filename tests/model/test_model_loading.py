@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from penguin12_model import (
     BundleConfig,
     FeatureExtractorModel,
@@ -19,8 +18,9 @@ from penguin12_model import (
     load_state_dict,
     resolve_bundle_dir,
 )
+from safetensors.torch import save_file
 
-from .conftest import BundleFactory
+BundleFactory = Callable[..., Path]
 
 
 def test_demo_bundle_is_deterministic(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -91,7 +91,9 @@ def test_safetensors_and_checkpoint_formats(tmp_path: Path) -> None:
 
 def test_safetensors_bundle_loads(make_bundle: BundleFactory) -> None:
     d = make_bundle()
-    save_file(torch.load(d / "backbone_weights.pt", weights_only=True), str(d / "backbone.safetensors"))
+    save_file(
+        torch.load(d / "backbone_weights.pt", weights_only=True), str(d / "backbone.safetensors")
+    )
     (d / "backbone_weights.pt").unlink()
     settings = ModelSettings(source="local", dir=d, backbone_file="backbone.safetensors")
     model = FeatureExtractorModel(settings)

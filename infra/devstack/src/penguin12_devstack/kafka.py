@@ -24,6 +24,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 from penguin12_devstack.ports import (
     die_with_parent,
@@ -64,7 +68,17 @@ _BROKER_JVM_OPTS = (
 _FAST_START_JVM_OPTS = ("-XX:TieredStopAtLevel=1",)
 # Keys that change what ``StorageTool format`` writes: with any of them overridden the
 # shared pre-formatted template cannot be used.
-_FORMAT_KEYS = frozenset({"node.id", "process.roles", "log.dirs", "log.dir", "metadata.log.dir"})
+_FORMAT_KEYS = frozenset(
+    {
+        "node.id",
+        "process.roles",
+        "log.dirs",
+        "log.dir",
+        "metadata.log.dir",
+        "controller.quorum.voters",
+        "controller.quorum.bootstrap.servers",
+    }
+)
 # The storage formatter is a short-lived tool: C1 only, small heap, serial GC.
 _TOOL_JVM_OPTS = (
     "-Xms64m",
@@ -171,6 +185,7 @@ def ensure_kafka_jars(cache_dir: Path) -> Path:
             if not (tmp / f"kafka_2.13-{version}.jar").is_file():
                 raise RuntimeError(f"Maven ran but kafka_2.13-{version}.jar is not in {tmp}")
             (tmp / _MARKER).write_text(stamp)
+            tmp.chmod(0o755)  # mkdtemp made it owner-only
             if jars_dir.exists():
                 shutil.rmtree(jars_dir)
             tmp.rename(jars_dir)
@@ -331,7 +346,8 @@ def wait_kafka_ready(
 
     A cheap TCP probe runs first (librdkafka's reconnect back-off would otherwise add
     seconds), then ``AdminClient.list_topics`` proves the broker is registered and
-    serving. Raises ``TimeoutError`` at the deadline and ``RuntimeError`` at once if
+    serving. It then has the broker create ``__consumer_offsets`` (see
+    :func:`_warm_up_group_coordinator`). Raises ``TimeoutError`` at the deadline and ``RuntimeError`` at once if
     ``process`` has already exited; both carry the tail of ``log_file`` when given.
     """
     from confluent_kafka import KafkaException
@@ -351,7 +367,7 @@ def wait_kafka_ready(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(
-                f"Kafka at {bootstrap} not ready after {timeout:.0f}s ({last_error})"
+                f"Kafka at {bootstrap} not ready after {timeout:.1f}s ({last_error})"
                 + log_tail(log_file)
             )
         if not port_is_open(host or "127.0.0.1", port, timeout=min(0.5, remaining)):
@@ -373,12 +389,27 @@ def wait_kafka_ready(
             time.sleep(0.1)
             continue
         if md.brokers:
+            _warm_up_group_coordinator(admin)
             return
         last_error = "metadata had no brokers"
         time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _warm_up_group_coordinator(admin: AdminClient) -> None:
+    """Have the broker create ``__consumer_offsets`` now, off the tests' critical path.
+
+    Without it the first consumer group of a session waits ~3 s: its FindCoordinator
+    triggers the topic's creation and librdkafka backs off before asking again. A
+    describe of any group sends FindCoordinator; its answer (even an error) is ignored.
+    """
+    from confluent_kafka import KafkaException
+
+    group = "penguin12-devstack-warmup"
+    with contextlib.suppress(KafkaException, TimeoutError, ValueError):
+        admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=5)
 
 
 def _server_properties(
@@ -475,6 +506,7 @@ def _cds_options(
         return [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"], None
     if not may_dump:
         return [], None
+    _remove_stale_dumps(jars_dir)
     tmp = jars_dir / f".broker-{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.jsa"
     return [f"-XX:ArchiveClassesAtExit={tmp}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"], (
         tmp,
@@ -482,10 +514,19 @@ def _cds_options(
     )
 
 
+def _remove_stale_dumps(jars_dir: Path, max_age_s: float = 3600.0) -> None:
+    """Drop temp archives of brokers that never reached ``stop()`` (killed sessions)."""
+    now = time.time()
+    for tmp in jars_dir.glob(".broker-*.jsa"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
+
+
 def _format_storage(
     java: str, classpath: str, log4j_opt: str, props_file: Path, log_file: Path
 ) -> None:
-    """``kafka-storage.sh format`` equivalent; static voters need no ``--standalone``."""
+    """``kafka-storage.sh format`` equivalent (``--standalone`` only for a dynamic quorum)."""
     cmd = [
         java,
         *_TOOL_JVM_OPTS,
@@ -500,6 +541,8 @@ def _format_storage(
         str(props_file),
         "--ignore-formatted",
     ]
+    if "controller.quorum.bootstrap.servers" in props_file.read_text():
+        cmd.append("--standalone")  # a dynamic quorum must be formatted with its voter
     res = subprocess.run(
         cmd,
         stdin=subprocess.DEVNULL,

@@ -112,15 +112,24 @@ def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> bool:
 
 
 def log_tail(log_file: Path | None, lines: int = 40) -> str:
-    """The end of a server's log, to put into a start-up error message."""
+    """The end of a server's log, for a start-up error message.
+
+    The first ERROR/FATAL lines come first: Kafka logs its cause of death and then a
+    long orderly shutdown, which would push the cause out of a plain tail.
+    """
     if log_file is None:
         return ""
     try:
         text = Path(log_file).read_text(errors="replace")
     except OSError:
         return f"\n(no log at {log_file})"
-    tail = "\n".join(text.splitlines()[-lines:])
-    return f"\n--- last {lines} lines of {log_file} ---\n{tail}"
+    all_lines = text.splitlines()
+    errors = [ln for ln in all_lines if " ERROR " in ln or " FATAL " in ln][:10]
+    out = ""
+    if errors:
+        out += f"\n--- first error lines of {log_file} ---\n" + "\n".join(errors)
+    tail = "\n".join(all_lines[-lines:])
+    return out + f"\n--- last {lines} lines of {log_file} ---\n{tail}"
 
 
 def _terminate_pid(pid: int, timeout: float) -> bool:

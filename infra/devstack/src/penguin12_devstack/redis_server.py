@@ -33,9 +33,10 @@ _APT_TIMEOUT_S = 600.0
 def ensure_redis_server() -> str:
     """Return the path of ``redis-server``, installing Debian's package if it is missing.
 
-    ``RUNLEVEL=1`` keeps the package's init script from starting a system-wide server on
-    port 6379 that nobody would stop. ``apt-get update`` runs only if the first install
-    fails (a fresh machine has stale or empty package lists).
+    A fresh CI machine lacks it and nothing else would install it. ``apt-get update``
+    runs only if the first install fails (a fresh machine may have stale or empty
+    package lists). The machine images here block service start-up in package scripts
+    (``policy-rc.d``), so no system-wide server on port 6379 is left running.
     """
     found = shutil.which("redis-server") or _existing("/usr/bin/redis-server")
     if found:
@@ -43,11 +44,12 @@ def ensure_redis_server() -> str:
     apt = shutil.which("apt-get")
     if apt is None:
         raise RuntimeError("redis-server is not installed and apt-get is not available")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
-    install = [apt, "install", "-y", "--no-install-recommends", "redis-server"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another session may be installing too
+    install = [apt, *wait_lock, "install", "-y", "--no-install-recommends", "redis-server"]
     res = _run(install, env)
     if res.returncode != 0:
-        _run([apt, "update"], env)
+        _run([apt, *wait_lock, "update"], env)
         res = _run(install, env)
     found = shutil.which("redis-server") or _existing("/usr/bin/redis-server")
     if res.returncode != 0 or not found:
@@ -174,7 +176,7 @@ def wait_redis_ready(
                 last_error = exc
             if time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"Redis at {url} not ready after {timeout:.0f}s ({last_error})"
+                    f"Redis at {url} not ready after {timeout:.1f}s ({last_error})"
                     + log_tail(log_file)
                 )
             time.sleep(0.05)

@@ -107,7 +107,9 @@ class FeatureExtractorModel(_BundleModel):
         state_dict = canonicalize_backbone_state_dict(
             load_state_dict(bundle.backbone_path), cfg.architecture
         )
-        load_weights_strict(model, state_dict, f"backbone {cfg.architecture!r} ({bundle.backbone_path})")
+        load_weights_strict(
+            model, state_dict, f"backbone {cfg.architecture!r} ({bundle.backbone_path})"
+        )
         model.eval().requires_grad_(False)
         if self.settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -138,7 +140,9 @@ class FeatureExtractorModel(_BundleModel):
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
         x = x.mul_(self._scale).sub_(self._shift)
         x = x.contiguous(
-            memory_format=torch.channels_last if self.settings.channels_last else torch.contiguous_format
+            memory_format=torch.channels_last
+            if self.settings.channels_last
+            else torch.contiguous_format
         )
         return self._model(x)
 
@@ -214,9 +218,9 @@ class ClassifierModel(_BundleModel):
 
     def predict(self, embeddings: np.ndarray) -> list[Prediction]:
         """float ``[N, embedding_dim]`` -> one :class:`Prediction` per row."""
-        cfg = self.config if self.ready else None
+        self._require_ready()
+        cfg = self.config
         probs = self.positive_probability(embeddings)
-        assert cfg is not None
         out: list[Prediction] = []
         for p in probs.tolist():
             positive = p >= cfg.threshold

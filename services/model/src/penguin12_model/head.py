@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 
@@ -25,7 +26,7 @@ def build_head(config: BundleConfig) -> nn.Sequential:
     """
     dims = (config.embedding_dim, *config.head_hidden_dims)
     layers: list[nn.Module] = []
-    for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
+    for d_in, d_out in itertools.pairwise(dims):
         layers += [nn.Linear(d_in, d_out), nn.ReLU(inplace=True)]
     layers.append(nn.Linear(dims[-1], config.num_outputs))
     return nn.Sequential(*layers)
@@ -55,7 +56,7 @@ def infer_head_layout(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, tupl
             f"got keys {sorted(sd, key=natural_key)[:8]}. Add a config.json describing the head."
         )
     shapes = [tuple(sd[w].shape) for w, _ in pairs]
-    for (out_prev, _), (_, in_next) in zip(shapes[:-1], shapes[1:], strict=True):
+    for (out_prev, _), (_, in_next) in itertools.pairwise(shapes):
         if out_prev != in_next:
             raise ModelLoadError(f"classifier head Linear layers do not chain: {shapes}")
     return shapes[0][1], tuple(s[0] for s in shapes[:-1]), shapes[-1][0]
@@ -78,7 +79,9 @@ def align_head_state_dict(
     ours, theirs = _linear_pairs(expected), _linear_pairs(sd)
     if ours is None or theirs is None or len(ours) != len(theirs):
         return dict(state_dict)
-    if any(sd[tw].shape != expected[ow].shape for (tw, _), (ow, _) in zip(theirs, ours, strict=True)):
+    if any(
+        sd[tw].shape != expected[ow].shape for (tw, _), (ow, _) in zip(theirs, ours, strict=True)
+    ):
         return dict(state_dict)
     renamed: dict[str, torch.Tensor] = {}
     for (tw, tb), (ow, ob) in zip(theirs, ours, strict=True):

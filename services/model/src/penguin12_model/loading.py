@@ -144,7 +144,7 @@ def _as_tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping):
         for key in _CHECKPOINT_KEYS:
             inner = obj.get(key)
-            if inner and _is_tensor_dict(inner):
+            if isinstance(inner, Mapping) and inner and _is_tensor_dict(inner):
                 logger.info("%s is a checkpoint; using its %r entry", path.name, key)
                 return dict(inner)
         bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)][:5]
@@ -162,7 +162,9 @@ def _fmt_keys(keys: Sequence[str], limit: int = 20) -> str:
     return shown + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def load_weights_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+def load_weights_strict(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str
+) -> None:
     """``load_state_dict(strict=True)`` with one readable error instead of a partial load.
 
     Shape mismatches are collected up front because torch raises on the first one, so the
@@ -279,8 +281,10 @@ def hub_offline() -> bool:
     """HF_HUB_OFFLINE as of now (huggingface_hub itself only reads it at import time)."""
     from huggingface_hub import constants
 
-    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or bool(
-        constants.HF_HUB_OFFLINE
+    return (
+        _env_true("HF_HUB_OFFLINE")
+        or _env_true("TRANSFORMERS_OFFLINE")
+        or bool(constants.HF_HUB_OFFLINE)
     )
 
 
@@ -348,8 +352,13 @@ def _resolve_hub(settings: ModelSettings, local_files_only: bool) -> Path:
         raise ModelLoadError(f"{where}: backbone and head resolved to different snapshots")
     try:
         fetch(settings.config_file)
-    except (EntryNotFoundError, LocalEntryNotFoundError):
-        logger.info("%s has no %s; the config will be inferred", where, settings.config_file)
+    except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
+        logger.info(
+            "%s: no %s (%s); the config will be inferred from the weights",
+            where,
+            settings.config_file,
+            type(exc).__name__,
+        )
     except Exception as exc:
         raise ModelLoadError(f"cannot get {settings.config_file} of {where}: {exc}") from exc
     logger.info("using Hub bundle %s from %s", where, root)

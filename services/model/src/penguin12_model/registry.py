@@ -146,7 +146,7 @@ def strip_wrapper_prefixes(
     return sd
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _signature(name: str) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], tuple[str, ...]]:
     """(key, shape) pairs and top-level child names of a backbone, built on the meta device."""
     with torch.device("meta"):
@@ -242,8 +242,7 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> str:
 def natural_key(key: str) -> tuple[tuple[int, int, str], ...]:
     """Sort ``2.weight`` before ``10.weight`` (safetensors files store keys alphabetically)."""
     return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part)
-        for part in re.split(r"(\d+)", key)
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)
     )
 
 

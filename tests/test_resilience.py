@@ -1,0 +1,194 @@
+"""At-least-once under crashes, poison messages, scale-out, and state that never moves back."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+from conftest import Infra, Stack, wait_for
+from penguin12.schemas import JobStatus, StatusUpdate
+from penguin12.state import JobStore
+
+
+def submit_many(stack: Stack, images: list[bytes]) -> list[str]:
+    ids = []
+    for data in images:
+        response = stack.submit(data)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["request_id"])
+    return ids
+
+
+def assert_all_completed(stack: Stack, ids: list[str], timeout: float = 90) -> None:
+    statuses = [stack.wait_final(i, timeout)["status"] for i in ids]
+    assert statuses == ["COMPLETED"] * len(ids), statuses
+
+
+@pytest.mark.parametrize(
+    "victim", ["feature_extractor-0", "classifier", "provenance", "preprocessor"]
+)
+def test_kill_9_mid_flight_loses_no_accepted_job(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes], victim: str
+) -> None:
+    stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="1").start_all()
+    images = list(photos.values()) * 3
+    accepted = submit_many(stack, images[:9])
+    stack.processes[victim].kill()
+    if victim != "preprocessor":
+        accepted += submit_many(stack, images[9:])  # queue more while it is down
+    stack.start(victim)
+    if victim == "preprocessor":
+        accepted += submit_many(stack, images[9:])
+    assert_all_completed(stack, accepted)
+
+
+def test_two_feature_extractors_share_the_work(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="1").start_all(feature_extractors=2)
+    # Distinct images (no cache hits) so that both processes really run the backbone.
+    base = list(photos.values())
+    images = [data + uuid.uuid4().bytes for data in base * 4]  # trailing bytes: same picture
+    accepted = submit_many(stack, images)
+    assert_all_completed(stack, accepted)
+    processed = [
+        stack.metric(name, "penguin12_batch_size_count")
+        for name in ("feature_extractor-0", "feature_extractor-1")
+    ]
+    assert all(count > 0 for count in processed), processed
+    assert sum(processed) >= len(images)
+
+
+def _dead_letters(
+    infra: Infra, topic: str, expected: int, timeout: float = 30
+) -> list[dict[str, str]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": infra.bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[dict[str, str]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                found.append({k: (v or b"").decode() for k, v in message.headers() or []})
+    finally:
+        consumer.close()
+    return found
+
+
+def test_poison_messages_are_dead_lettered_and_fail_their_job(
+    stack: Stack, infra: Infra, photos: dict[str, bytes]
+) -> None:
+    wrong_version = str(uuid.uuid4())
+    missing_fields = str(uuid.uuid4())
+    bad_status = str(uuid.uuid4())
+    poison = [
+        (stack.topic("preprocessed"), b"\x00\xffnot json at all"),
+        (
+            stack.topic("preprocessed"),
+            json.dumps(
+                {"schema_version": 99, "request_id": wrong_version, "submitted_at": 1.0}
+            ).encode(),
+        ),
+        (
+            stack.topic("features"),
+            json.dumps(
+                {"schema_version": 1, "request_id": missing_fields, "submitted_at": 1.0}
+            ).encode(),
+        ),
+        (
+            stack.topic("status"),
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "request_id": bad_status,
+                    "submitted_at": 1.0,
+                    "status": "EXPLODED",
+                    "service": "x",
+                }
+            ).encode(),
+        ),
+        (stack.topic("status"), b"[1, 2, 3]"),
+    ]
+    producer = Producer({"bootstrap.servers": infra.bootstrap})
+    for topic, value in poison:
+        producer.produce(topic, value)
+    assert producer.flush(10) == 0
+
+    dead = _dead_letters(infra, stack.topic("dead-letter"), len(poison))
+    assert len(dead) == len(poison)
+    reasons = " | ".join(d["penguin12.dlq.reason"] for d in dead)
+    assert "not valid JSON" in reasons
+    assert "unsupported schema_version" in reasons
+    assert "invalid FeaturesMessage" in reasons
+    assert "invalid StatusUpdate: status" in reasons
+
+    for request_id, phrase in (
+        (wrong_version, "unsupported schema_version"),
+        (missing_fields, "invalid FeaturesMessage"),
+        (bad_status, "invalid StatusUpdate"),
+    ):
+        final = stack.wait_final(request_id)
+        assert final["status"] == "FAILED"
+        assert phrase in final["error"]
+
+    # The consumers are still alive and working.
+    assert (
+        stack.wait_final(stack.submit(photos["chelsea.jpg"]).json()["request_id"])["status"]
+        == "COMPLETED"
+    )
+
+
+def test_state_never_moves_backwards(infra: Infra) -> None:
+    store = JobStore(redis.Redis.from_url(f"{infra.redis_url}/0"), retention_s=60)
+    rid = str(uuid.uuid4())
+
+    def update(status: JobStatus, at: float, error: str | None = None) -> bool:
+        return store.apply(
+            StatusUpdate(
+                request_id=rid, submitted_at=100.0, status=status, at=at, service="t", error=error
+            )
+        )
+
+    assert update(JobStatus.PROCESSING_FEATURES, 101.0)
+    assert not update(JobStatus.PENDING, 100.0)  # late PENDING: ignored
+    assert update(JobStatus.FAILED, 103.0, "boom")
+    assert not update(JobStatus.PROCESSING_FEATURES, 104.0)  # redelivery after the end
+    assert not update(JobStatus.COMPLETED, 105.0)  # a terminal state is final
+    state = store.get(rid)
+    assert state is not None
+    assert (state.status, state.submitted_at, state.last_updated, state.error) == (
+        JobStatus.FAILED,
+        100.0,
+        103.0,
+        "boom",
+    )
+    assert 0 < store._redis.ttl(f"penguin12:job:{rid}") <= 60  # type: ignore[attr-defined]
+
+
+def test_sigterm_stops_a_worker_cleanly(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack()
+    worker = stack.start("classifier")
+    worker.process.terminate()
+    assert worker.process.wait(timeout=30) == 0
+    assert "stopped" in worker.log_file.read_text()
+
+
+def test_readiness_reflects_dependencies(stack: Stack) -> None:
+    body = httpx.get(stack.url("preprocessor", "/readyz"), timeout=5).json()
+    assert body == {"kafka": "ok", "redis": "ok"}
+    wait_for(
+        lambda: httpx.get(stack.url("provenance", "/readyz"), timeout=5).status_code == 200, 10
+    )

@@ -1,0 +1,134 @@
+"""Upload validation: what a person sends, and what they are told when it is refused."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import Stack
+from penguin12.imaging import CorruptImage, ImageTooLarge, UnsupportedImage, prepare_image
+from PIL import Image
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def prepare(data: bytes) -> np.ndarray:
+    return prepare_image(data, size=224, max_pixels=4_000_000).pixels
+
+
+def test_exif_orientation_is_honoured() -> None:
+    # Stored sideways: left half red, right half blue; EXIF 6 says "rotate 90 degrees clockwise".
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    stored.paste((0, 0, 255), (20, 0, 40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pixels = prepare(encode(stored, "JPEG", exif=exif, quality=95))
+    top, bottom = pixels[:100].reshape(-1, 3).mean(0), pixels[124:].reshape(-1, 3).mean(0)
+    assert top[0] > 200 and top[2] < 60, top  # red on top once upright
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("L", "PNG"),
+        ("RGBA", "PNG"),
+        ("P", "PNG"),
+        ("CMYK", "JPEG"),
+        ("I;16", "PNG"),
+        ("RGB", "WEBP"),
+        ("RGB", "BMP"),
+        ("LA", "WEBP"),
+    ],
+)
+def test_every_mode_becomes_rgb(mode: str, fmt: str) -> None:
+    image = Image.new(mode, (64, 48))
+    pixels = prepare(encode(image, fmt))
+    assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
+
+
+def test_transparency_is_composited_on_white() -> None:
+    pixels = prepare(encode(Image.new("RGBA", (32, 32), (0, 0, 0, 0)), "PNG"))
+    assert pixels.min() == 255
+
+
+def test_sixteen_bit_range_is_kept() -> None:
+    ramp = np.tile(np.linspace(0, 65535, 256, dtype=np.uint16), (16, 1))
+    pixels = prepare(encode(Image.fromarray(ramp), "PNG"))
+    assert pixels[..., 0].min() < 10 and pixels[..., 0].max() > 245
+
+
+def test_refusals_say_why() -> None:
+    with pytest.raises(UnsupportedImage, match="not a supported image"):
+        prepare(encode(Image.new("RGB", (8, 8)), "GIF"))
+    with pytest.raises(UnsupportedImage):
+        prepare(b"%PDF-1.4 definitely not an image")
+    with pytest.raises(CorruptImage, match="empty"):
+        prepare(b"")
+    jpeg = encode(Image.effect_noise((256, 256), 64).convert("RGB"), "JPEG")
+    with pytest.raises(CorruptImage, match="truncated or corrupt"):
+        prepare(jpeg[: len(jpeg) // 2])
+    with pytest.raises(ImageTooLarge, match="3,000x3,000|3000x3000"):
+        prepare(encode(Image.new("L", (3000, 3000)), "PNG"))
+
+
+# --- through the API, on the real system ---------------------------------------------------
+
+
+def test_format_is_judged_by_content_not_name(stack: Stack) -> None:
+    png = encode(Image.new("RGB", (64, 64), (10, 200, 30)), "PNG")
+    response = stack.submit(png, filename="holiday.jpg", content_type="image/jpeg")
+    assert response.status_code == 202, response.text
+    assert stack.wait_final(response.json()["request_id"])["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "phrase"),
+    [
+        (b"", 422, "empty"),
+        (b"hello, I am a text file", 415, "not a supported image"),
+        (encode(Image.new("RGB", (8, 8)), "GIF"), 415, "image/jpeg, image/png"),
+        (encode(Image.new("L", (2500, 2500)), "PNG"), 413, "limit is 4,000,000"),
+    ],
+)
+def test_api_refuses_bad_uploads_clearly(
+    stack: Stack, data: bytes, status: int, phrase: str
+) -> None:
+    response = stack.submit(data)
+    assert response.status_code == status, response.text
+    assert phrase in response.json()["detail"]
+
+
+def test_truncated_jpeg_is_refused(stack: Stack, photos: dict[str, bytes]) -> None:
+    data = photos["chelsea.jpg"]
+    response = stack.submit(data[: len(data) // 3])
+    assert response.status_code == 422
+    assert "truncated or corrupt" in response.json()["detail"]
+
+
+def test_oversized_file_is_413(stack: Stack) -> None:
+    response = stack.submit(b"\xff\xd8\xff" + b"\0" * (10 * 2**20))
+    assert response.status_code == 413
+    assert "MiB limit" in response.json()["detail"]
+
+
+def test_missing_file_field_is_422(stack: Stack) -> None:
+    import httpx
+
+    response = httpx.post(stack.url("preprocessor", "/v1/infer"), data={"x": "1"}, timeout=10)
+    assert response.status_code == 422
+
+
+def test_maximum_size_upload_flows_through_kafka(stack: Stack) -> None:
+    # Random noise does not compress: a PNG just under the 10 MiB limit.
+    noise = np.random.default_rng(0).integers(0, 256, (1800, 1900, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(noise), "PNG", compress_level=0)
+    assert 9 * 2**20 < len(data) <= 10 * 2**20
+    response = stack.submit(data, "noise.png", "image/png")
+    assert response.status_code == 202, response.text
+    assert stack.wait_final(response.json()["request_id"])["status"] == "COMPLETED"
