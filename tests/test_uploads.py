@@ -73,7 +73,7 @@ def test_refusals_say_why() -> None:
     jpeg = encode(Image.effect_noise((256, 256), 64).convert("RGB"), "JPEG")
     with pytest.raises(CorruptImage, match="truncated or corrupt"):
         prepare(jpeg[: len(jpeg) // 2])
-    with pytest.raises(ImageTooLarge, match="3,000x3,000|3000x3000"):
+    with pytest.raises(ImageTooLarge, match=r"3000x3000 = 9,000,000 pixels"):
         prepare(encode(Image.new("L", (3000, 3000)), "PNG"))
 
 
