@@ -97,6 +97,7 @@ class Stack:
             "PENGUIN12_MODEL_SOURCE": "local",
             "PENGUIN12_MODEL_DIR": str(self.model_dir),
             "PENGUIN12_MODEL_NUM_THREADS": "1",
+            "PENGUIN12_FEATURE_EXTRACTOR_GROUP": f"feature_extractor-{s}",
             "PENGUIN12_LOG_LEVEL": "INFO",
             **self.extra_env,
         }

@@ -55,7 +55,9 @@ def prepare_image(data: bytes, *, size: int, max_pixels: int) -> PreparedImage:
     if not data:
         raise CorruptImage("The uploaded file is empty.")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Our own pixel limit replaces Pillow's bomb warning, and Pillow warns once per bad EXIF
+        # tag: one hostile upload could otherwise write thousands of log lines.
+        warnings.simplefilter("ignore")
         image = _open(data, max_pixels)
         fmt = image.format or "unknown"
         width, height = image.size
@@ -67,8 +69,12 @@ def prepare_image(data: bytes, *, size: int, max_pixels: int) -> PreparedImage:
             raise CorruptImage(
                 f"The {fmt} image is truncated or corrupt and cannot be decoded ({exc})."
             ) from exc
-    # A damaged EXIF block is no reason to refuse pixels that decoded fine.
-    with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError):
+    # A damaged EXIF block is no reason to refuse pixels that decoded fine (nor to log its tags).
+    with (
+        warnings.catch_warnings(),
+        contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError),
+    ):
+        warnings.simplefilter("ignore")
         image = ImageOps.exif_transpose(image) or image
     rgb = _to_rgb(image)
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)

@@ -120,10 +120,32 @@ class AsyncProducer:
     """
 
     def __init__(self, config: dict[str, Any]):
-        self._producer = Producer(config)
+        self._brokers_down = threading.Event()
+        self._producer = Producer({**config, "error_cb": self._on_error})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
         self._thread.start()
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            log.error("all Kafka brokers are down")
+            self._brokers_down.set()
+        else:
+            log.warning("Kafka client error: %s", err)
+
+    @property
+    def brokers_down(self) -> bool:
+        """True from an "all brokers down" report until the broker answers again."""
+        return self._brokers_down.is_set()
+
+    def probe(self, timeout: float = 1.0) -> bool:
+        """Ask the broker for metadata; clears `brokers_down` when it answers."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        self._brokers_down.clear()
+        return True
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -139,6 +161,8 @@ class AsyncProducer:
         on_delivery: Callable[[KafkaError | None], None] | None = None,
     ) -> None:
         def report(err: KafkaError | None, _msg: object) -> None:
+            if err is None:
+                self._brokers_down.clear()
             if on_delivery is not None:
                 on_delivery(err)
 

@@ -52,6 +52,11 @@ CONSUMER_LAG = Gauge(
     "Records not yet consumed, per partition (from librdkafka statistics).",
     ["topic", "partition"],
 )
+BACKLOG = Gauge(
+    "penguin12_backlog_records",
+    "Jobs queued for the feature extractors and not yet done (sum of consumer lag); scale on it.",
+    ["topic"],
+)
 CACHE_REQUESTS = Counter(
     "penguin12_embedding_cache_total",
     "Embedding cache lookups by result (hit, miss, error).",

@@ -103,6 +103,8 @@ class StatusUpdate(_Message):
     service: str
     result: Result | None = None
     error: str | None = None
+    # PENDING only: where to POST the final state (a webhook), as the client asked.
+    callback_url: str | None = Field(default=None, max_length=2048)
 
 
 class JobState(BaseModel):

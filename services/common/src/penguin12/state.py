@@ -7,6 +7,7 @@ a lower-ranked status is ignored and a terminal status (COMPLETED or FAILED) is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import redis
@@ -14,6 +15,11 @@ import redis
 from penguin12.schemas import STATUS_RANK, JobState, JobStatus, Result, StatusUpdate
 
 KEY_PREFIX = "penguin12:job:"
+# Non-terminal jobs by submission time: what the deadline sweeper looks at.
+OPEN_JOBS_KEY = "penguin12:jobs:open"
+# Live status (issue #6): every applied change is published on EVENTS_PREFIX + request_id.
+EVENTS_PREFIX = "penguin12:job-events:"
+CALLBACK_FIELD = "callback_url"
 
 _APPLY = """
 local rank = tonumber(ARGV[2])
@@ -31,8 +37,18 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', rank, 'last_updated', mat
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+if rank >= 3 then
+  redis.call('ZREM', KEYS[2], ARGV[8])
+else
+  redis.call('ZADD', KEYS[2], 'NX', redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[8])
+end
 return 1
 """
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client that fails fast: a Redis outage must not hang request handlers."""
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
 
 
 class JobStore:
@@ -45,15 +61,13 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, retention_s: int) -> JobStore:
-        return cls(
-            redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2), retention_s
-        )
+        return cls(redis_client(url), retention_s)
 
     def apply(self, update: StatusUpdate) -> bool:
         """Apply ``update`` unless it would move the job backwards; True if it changed the state."""
         result = update.result.model_dump_json() if update.result else ""
         applied = self._apply(
-            keys=[KEY_PREFIX + update.request_id],
+            keys=[KEY_PREFIX + update.request_id, OPEN_JOBS_KEY],
             args=[
                 update.status.value,
                 STATUS_RANK[update.status],
@@ -62,8 +76,17 @@ class JobStore:
                 result,
                 update.error or "",
                 self._retention_s,
+                update.request_id,
             ],
         )
+        # Live status and webhooks (issue #6): keep the callback URL with the job (also when the
+        # PENDING record itself arrives late), and tell live-status waiters that the job moved.
+        if update.callback_url:
+            self._redis.hsetnx(KEY_PREFIX + update.request_id, CALLBACK_FIELD, update.callback_url)
+        if applied:
+            # Best effort: live-status waiters also re-read the state every few seconds.
+            with contextlib.suppress(redis.RedisError):
+                self._redis.publish(EVENTS_PREFIX + update.request_id, update.status.value)
         return bool(applied)
 
     def get(self, request_id: str) -> JobState | None:
@@ -81,6 +104,22 @@ class JobStore:
             else None,
             error=fields.get("error"),
         )
+
+    def overdue(self, submitted_before: float, limit: int = 500) -> list[tuple[str, float]]:
+        """Jobs still open that were submitted before ``submitted_before``, oldest first."""
+        rows: list[tuple[bytes, float]] = self._redis.zrangebyscore(  # type: ignore[assignment]
+            OPEN_JOBS_KEY, "-inf", submitted_before, start=0, num=limit, withscores=True
+        )
+        return [(rid.decode(), float(score)) for rid, score in rows]
+
+    def forget_open(self, request_id: str) -> None:
+        self._redis.zrem(OPEN_JOBS_KEY, request_id)
+
+    def has_marker(self, name: str) -> bool:
+        return bool(self._redis.exists(f"penguin12:marker:{name}"))
+
+    def set_marker(self, name: str, value: str) -> None:
+        self._redis.set(f"penguin12:marker:{name}", value)
 
     def ping(self) -> bool:
         try:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
+import redis
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from starlette.routing import Match
 
 from penguin12.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from penguin12.security import RateLimiter, check_api_key, parse_keys
 from penguin12.settings import CommonSettings
 
 # Web apps on localhost and browser extensions may call the APIs by default.
@@ -32,6 +35,10 @@ class ApiSettings(CommonSettings):
     startup_timeout_s: float = 120.0
     # Job state is kept this long after its last update.
     job_retention_s: int = 7 * 24 * 3600
+    # Comma-separated API keys; empty = open (the local demo). Never logged.
+    api_keys: str = Field(default="", repr=False)
+    # Requests per client (API key, else IP) per minute on the public routes; 0 = unlimited.
+    rate_limit_per_minute: int = 0
 
 
 def _route_template(request: Request) -> str:
@@ -95,3 +102,20 @@ async def wait_until(
             raise RuntimeError(f"{what} not reachable after {timeout_s:.0f}s")
         log.info("waiting for %s", what)
         await asyncio.sleep(interval_s)
+
+
+class AccessGuard:
+    """API key check, then rate limit: the dependency every public route takes."""
+
+    def __init__(self, settings: ApiSettings, client: redis.Redis, scope: str):
+        self._keys = parse_keys(settings.api_keys)
+        self._limiter = RateLimiter(client, settings.rate_limit_per_minute, scope)
+
+    def __call__(self, request: Request) -> None:
+        check_api_key(request, self._keys)
+        self._limiter.check(request)
+
+
+def guard_public_route(request: Request) -> None:
+    """FastAPI dependency: the app's `AccessGuard` (set on ``app.state.guard`` at start-up)."""
+    request.app.state.guard(request)

@@ -6,20 +6,34 @@ import logging
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Request,
+    UploadFile,
+    status,
+)
 from opentelemetry import trace
+from starlette.concurrency import run_in_threadpool
+
 from penguin12.imaging import ImageRejected, prepare_image
 from penguin12.logs import request_context
 from penguin12.metrics import JOBS_SUBMITTED
 from penguin12.schemas import ErrorResponse, SubmitResponse
-from starlette.concurrency import run_in_threadpool
-
+from penguin12.security import client_identity
+from penguin12.web import guard_public_route
+from preprocessor import remote
+from preprocessor.admission import Admission
 from preprocessor.jobs import JobPublisher, PublishFailed
 from preprocessor.settings import PreprocessorSettings
 
 log = logging.getLogger("penguin12.preprocessor.api")
 tracer = trace.get_tracer("penguin12.preprocessor")
-router = APIRouter(prefix="/v1", tags=["inference"])
+router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(guard_public_route)])
 
 _READ_CHUNK = 1 << 20
 
@@ -70,23 +84,89 @@ def _too_large(size: int, limit: int) -> str:
     response_model=SubmitResponse,
     summary="Submit an image for deepfake analysis",
     responses={
+        401: {"model": ErrorResponse, "description": "API key missing or wrong (when keys are on)"},
         413: {"model": ErrorResponse, "description": "File or pixel count over the limit"},
         415: {"model": ErrorResponse, "description": "Not a JPEG, PNG, WebP or BMP image"},
         422: {"model": ErrorResponse, "description": "Empty, truncated or corrupt image"},
+        429: {
+            "model": ErrorResponse,
+            "description": "Rate limit or backlog bound; see Retry-After",
+        },
         503: {"model": ErrorResponse, "description": "Queue unavailable; retry after Retry-After"},
     },
 )
 async def infer(
-    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP or BMP.")],
+    request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
+    file: Annotated[
+        UploadFile | None, File(description="The image: JPEG, PNG, WebP or BMP.")
+    ] = None,
+    url: Annotated[
+        str | None,
+        Form(description="Instead of `file`: an http(s) URL of the image, fetched by the service."),
+    ] = None,
+    callback_url: Annotated[
+        str | None,
+        Form(description="An http(s) URL to POST the final state to (a signed webhook)."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=255,
+            description="Retrying with the same key returns the first request's ticket.",
+        ),
+    ] = None,
 ) -> SubmitResponse:
+    sources = await remote.check_submission(file, url, callback_url)
+    admission: Admission = request.app.state.admission
+    client = client_identity(request)
+    if idempotency_key and (earlier := await admission.replay(client, idempotency_key)):
+        return _ticket(settings, earlier)
+    if admission.backlog.overloaded:
+        raise _reject(
+            "backlog",
+            429,
+            f"The queue holds more than {settings.max_backlog:,} jobs; retry later.",
+            {"Retry-After": "10"},
+        )
     request_id = str(_new_request_id())
+    if idempotency_key:
+        owner = await admission.claim(client, idempotency_key, request_id)
+        if owner != request_id:
+            return _ticket(settings, owner)
+    try:
+        return await _accept(
+            request_id,
+            file,
+            settings,
+            publisher,
+            url=sources.url,
+            callback_url=sources.callback_url,
+        )
+    except BaseException:
+        if idempotency_key:
+            await admission.release(client, idempotency_key)
+        raise
+
+
+async def _accept(
+    request_id: str,
+    file: UploadFile | None,
+    settings: PreprocessorSettings,
+    publisher: JobPublisher,
+    *,
+    url: str | None = None,
+    callback_url: str | None = None,
+) -> SubmitResponse:
     with (
         request_context(request_id),
         tracer.start_as_current_span("upload", attributes={"penguin12.request_id": request_id}),
     ):
-        data = await _read_limited(file, settings.max_upload_bytes)
+        if file is not None:
+            data = await _read_limited(file, settings.max_upload_bytes)
+        else:
+            data = await remote.download(url or "", settings.max_upload_bytes)
         try:
             with tracer.start_as_current_span("preprocess"):
                 image = await run_in_threadpool(
@@ -99,7 +179,7 @@ async def infer(
             log.info("upload refused (%d): %s", exc.status_code, exc)
             raise _reject("invalid", exc.status_code, str(exc)) from exc
         try:
-            await publisher.publish(request_id, image)
+            await publisher.publish(request_id, image, callback_url=callback_url)
         except PublishFailed as exc:
             log.error("could not queue the job: %s", exc)
             raise _reject(
@@ -116,8 +196,12 @@ async def infer(
             image.original_height,
             len(data),
         )
-        status_url = f"{settings.public_status_base_url.rstrip('/')}/v1/status/{request_id}"
-        return SubmitResponse(request_id=request_id, status_url=status_url)
+        return _ticket(settings, request_id)
+
+
+def _ticket(settings: PreprocessorSettings, request_id: str) -> SubmitResponse:
+    status_url = f"{settings.public_status_base_url.rstrip('/')}/v1/status/{request_id}"
+    return SubmitResponse(request_id=request_id, status_url=status_url)
 
 
 def _new_request_id() -> str:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 
+import redis
 from confluent_kafka import KafkaError
 from opentelemetry import trace
+from starlette.concurrency import run_in_threadpool
+
 from penguin12 import schemas, tracing
 from penguin12.imaging import PreparedImage
 from penguin12.kafka import AsyncProducer
 from penguin12.state import JobStore
-from starlette.concurrency import run_in_threadpool
-
 from preprocessor.settings import PreprocessorSettings
 
 log = logging.getLogger("penguin12.preprocessor.jobs")
@@ -30,7 +32,9 @@ class JobPublisher:
         self._producer = producer
         self._store = store
 
-    async def publish(self, request_id: str, image: PreparedImage) -> None:
+    async def publish(
+        self, request_id: str, image: PreparedImage, *, callback_url: str | None = None
+    ) -> None:
         """Return once Kafka holds both records (acks=all), so the 202 is a promise we can keep."""
         submitted_at = time.time()
         job = schemas.ImageJob(
@@ -48,7 +52,10 @@ class JobPublisher:
             status=schemas.JobStatus.PENDING,
             at=submitted_at,
             service=self._settings.service_name,
+            callback_url=callback_url,
         )
+        if self._producer.brokers_down and not await run_in_threadpool(self._producer.probe, 1.0):
+            raise PublishFailed("Kafka is unreachable")
         with tracer.start_as_current_span(
             "publish", attributes={"penguin12.request_id": request_id}
         ):
@@ -62,7 +69,9 @@ class JobPublisher:
                 ),
             ]
             try:
-                await asyncio.wait_for(asyncio.gather(*acks), self._settings.delivery_timeout_s)
+                # librdkafka's own message timeout (delivery_timeout_s) decides; the extra second
+                # makes sure we never answer 503 for a record that was in fact delivered.
+                await asyncio.wait_for(asyncio.gather(*acks), self._settings.delivery_timeout_s + 1)
             except (TimeoutError, KafkaDeliveryError) as exc:
                 raise PublishFailed(str(exc) or "timed out waiting for Kafka") from exc
         # Record PENDING at once so the status_url never answers 404, even before provenance has
@@ -96,3 +105,30 @@ def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(KafkaDeliveryError(err.str()))
+
+
+class IdempotencyRegistry:
+    """Maps a client's Idempotency-Key to the request id of its first submission."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int):
+        self._redis = client
+        self._ttl_s = ttl_s
+
+    @staticmethod
+    def _key(client_identity: str, idempotency_key: str) -> str:
+        digest = hashlib.sha256(f"{client_identity}\0{idempotency_key}".encode()).hexdigest()
+        return f"penguin12:idem:{digest}"
+
+    def lookup(self, client_identity: str, idempotency_key: str) -> str | None:
+        value = self._redis.get(self._key(client_identity, idempotency_key))
+        return value.decode() if isinstance(value, bytes) else None
+
+    def claim(self, client_identity: str, idempotency_key: str, request_id: str) -> str:
+        """Claim the key for ``request_id``; returns the request id that owns it (ours or earlier)."""
+        key = self._key(client_identity, idempotency_key)
+        if self._redis.set(key, request_id, nx=True, ex=self._ttl_s):
+            return request_id
+        return self.lookup(client_identity, idempotency_key) or request_id
+
+    def release(self, client_identity: str, idempotency_key: str) -> None:
+        self._redis.delete(self._key(client_identity, idempotency_key))

@@ -7,16 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response, status
-from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
-from penguin12.logs import setup_logging
-from penguin12.state import JobStore
-from penguin12.tracing import setup_tracing, shutdown_tracing
-from penguin12.web import install_common, wait_until
 from starlette.concurrency import run_in_threadpool
 
+from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
+from penguin12.logs import setup_logging
+from penguin12.state import JobStore, redis_client
+from penguin12.tracing import setup_tracing, shutdown_tracing
+from penguin12.web import AccessGuard, install_common, wait_until
+from preprocessor import batch
+from preprocessor.admission import Admission, BacklogMonitor
 from preprocessor.api import router
-from preprocessor.jobs import JobPublisher
+from preprocessor.jobs import IdempotencyRegistry, JobPublisher
 from preprocessor.settings import PreprocessorSettings
+from preprocessor.ui import install_ui
 
 log = logging.getLogger("penguin12.preprocessor")
 
@@ -26,7 +29,8 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
+        client = redis_client(settings.state_redis_url)
+        store = JobStore(client, settings.job_retention_s)
         await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
         await wait_until(store.ping, "Redis", settings.startup_timeout_s)
         await run_in_threadpool(ensure_topics, settings)
@@ -35,12 +39,19 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.store = store
         app.state.publisher = JobPublisher(settings, producer, store)
+        app.state.guard = AccessGuard(settings, client, scope="submit")
+        backlog = BacklogMonitor(settings)
+        backlog.start()
+        app.state.admission = Admission(
+            backlog, IdempotencyRegistry(client, settings.idempotency_ttl_s)
+        )
         log.info(
             "ready: accepting uploads; status URLs point at %s", settings.public_status_base_url
         )
         try:
             yield
         finally:
+            backlog.stop()
             await run_in_threadpool(producer.close)
             store.close()
 
@@ -52,6 +63,8 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
     )
     install_common(app, settings)
     app.include_router(router)
+    app.include_router(batch.router)
+    install_ui(app)
 
     @app.get("/readyz", tags=["health"], summary="Readiness: Kafka and Redis reachable")
     async def readyz(request: Request, response: Response) -> dict[str, str]:

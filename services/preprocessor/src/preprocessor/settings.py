@@ -18,3 +18,10 @@ class PreprocessorSettings(ApiSettings):
     input_size: int = 224
     # How long a submission may wait for Kafka to acknowledge it before answering 503.
     delivery_timeout_s: float = 5.0
+    # Above this many queued jobs, new submissions get 429 + Retry-After (0 = no limit).
+    max_backlog: int = 20_000
+    backlog_check_interval_s: float = 2.0
+    # The consumer group whose lag is the backlog.
+    feature_extractor_group: str = "feature_extractor"
+    # A repeated Idempotency-Key within this time returns the first request's ticket.
+    idempotency_ttl_s: int = 24 * 3600

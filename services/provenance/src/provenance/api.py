@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from penguin12.schemas import ErrorResponse, JobState
-from penguin12.state import JobStore
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-router = APIRouter(prefix="/v1", tags=["status"])
+from penguin12.schemas import ErrorResponse, JobState, JobStatus
+from penguin12.state import JobStore
+from penguin12.web import guard_public_route
+from provenance import live
+
+router = APIRouter(prefix="/v1", tags=["status"], dependencies=[Depends(guard_public_route)])
 
 
 def get_store(request: Request) -> JobStore:
@@ -28,7 +31,25 @@ RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From t
     summary="Poll a job's status",
     responses={404: {"model": ErrorResponse, "description": "Unknown or expired request id"}},
 )
-async def get_status(request_id: RequestId, store: StoreDep) -> JobState:
+async def get_status(
+    request_id: RequestId,
+    store: StoreDep,
+    request: Request,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            description="Long-poll: answer as soon as the status differs from `since`, or is "
+            f"final, or after this many seconds (at most {live.MAX_WAIT_S:.0f}).",
+        ),
+    ] = None,
+    since: Annotated[
+        JobStatus | None,
+        Query(description="With `wait`: the status you already have (default: the current one)."),
+    ] = None,
+) -> JobState:
+    if wait:
+        return await live.long_poll(request, request_id, wait, since)
     state = await run_in_threadpool(store.get, request_id)
     if state is None:
         raise HTTPException(

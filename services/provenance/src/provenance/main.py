@@ -8,16 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response, status
-from penguin12.kafka import ensure_topics, kafka_reachable
-from penguin12.logs import setup_logging
-from penguin12.schemas import StatusUpdate
-from penguin12.state import JobStore
-from penguin12.tracing import setup_tracing, shutdown_tracing
-from penguin12.web import install_common, wait_until
-from penguin12.worker import StreamWorker
 from starlette.concurrency import run_in_threadpool
 
+from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
+from penguin12.logs import setup_logging
+from penguin12.schemas import StatusUpdate
+from penguin12.state import JobStore, redis_client
+from penguin12.tracing import setup_tracing, shutdown_tracing
+from penguin12.web import AccessGuard, install_common, wait_until
+from penguin12.worker import StreamWorker
+from provenance import live, webhooks
 from provenance.api import router
+from provenance.maintenance import Maintenance, rebuild_state
 from provenance.recorder import StatusRecorder
 from provenance.settings import ProvenanceSettings
 
@@ -29,16 +31,18 @@ def create_app(settings: ProvenanceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
+        client = redis_client(settings.state_redis_url)
+        store = JobStore(client, settings.job_retention_s)
         await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
         await wait_until(store.ping, "Redis", settings.startup_timeout_s)
         await run_in_threadpool(ensure_topics, settings)
+        hooks, dispatcher = webhooks.install_webhooks(app, client, store, settings.job_retention_s)
         worker = StreamWorker(
             settings=settings,
             group_id=settings.consumer_group,
             source_topic=settings.topic_status,
             schema=StatusUpdate,
-            handle_batch=StatusRecorder(store),
+            handle_batch=webhooks.WebhookTrigger(StatusRecorder(store), hooks),
             max_batch_size=256,
         )
         stop = threading.Event()
@@ -46,10 +50,17 @@ def create_app(settings: ProvenanceSettings | None = None) -> FastAPI:
         thread.start()
         app.state.store = store
         app.state.worker = worker
+        app.state.guard = AccessGuard(settings, client, scope="status")
+        producer = AsyncProducer(producer_config(settings))
+        maintenance = Maintenance(settings, store, producer)
+        maintenance.start()
         log.info("ready: recording status updates from %s", settings.topic_status)
         try:
             yield
         finally:
+            dispatcher.stop()
+            maintenance.stop()
+            producer.close()
             stop.set()
             await run_in_threadpool(thread.join, 30)
             store.close()
@@ -62,6 +73,8 @@ def create_app(settings: ProvenanceSettings | None = None) -> FastAPI:
     )
     install_common(app, settings)
     app.include_router(router)
+    app.include_router(live.router)
+    app.include_router(webhooks.router)
 
     @app.get("/readyz", tags=["health"], summary="Readiness: Redis reachable, consumer running")
     async def readyz(request: Request, response: Response) -> dict[str, str]:
@@ -77,11 +90,21 @@ def create_app(settings: ProvenanceSettings | None = None) -> FastAPI:
     return app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`python -m provenance` serves; `python -m provenance rebuild` replays the status topic."""
+    import argparse
+
     import uvicorn
 
+    parser = argparse.ArgumentParser(prog="python -m provenance")
+    parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
+    args = parser.parse_args(argv)
     settings = ProvenanceSettings()
     setup_logging(settings.service_name, settings.log_level)
+    if args.command == "rebuild":
+        store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
+        rebuild_state(settings, store)
+        return
     setup_tracing(settings.service_name, settings.otlp_endpoint)
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)

@@ -6,6 +6,7 @@ import logging
 
 import redis
 from opentelemetry import trace
+
 from penguin12.logs import request_context
 from penguin12.metrics import JOB_LATENCY, JOBS_FINISHED
 from penguin12.schemas import TERMINAL_STATUSES, StatusUpdate

@@ -9,3 +9,7 @@ class ProvenanceSettings(ApiSettings):
     service_name: str = "provenance"
     port: int = 8001
     consumer_group: str = "provenance"
+    # A job with no final state this long after submission is FAILED with a timeout error.
+    job_deadline_s: float = 3600.0
+    # How often to look for overdue jobs and for lost state (then rebuilt from the status topic).
+    maintenance_interval_s: float = 5.0

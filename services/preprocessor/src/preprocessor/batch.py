@@ -1,0 +1,106 @@
+"""`POST /v1/infer/batch`: several images in one request, one ticket (or one refusal) per image.
+
+Each file goes through exactly what `POST /v1/infer` does to an upload; one bad file fails only
+itself. The answer lists the files in the order sent. It is 202 when at least one image was
+queued; when none was, 503 (with Retry-After) if the queue was the reason, else 422.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from penguin12.schemas import ErrorResponse
+from penguin12.web import guard_public_route
+from preprocessor import remote
+from preprocessor.admission import Admission
+from preprocessor.api import PublisherDep, SettingsDep, _accept, _new_request_id, _reject
+
+log = logging.getLogger("penguin12.preprocessor.batch")
+router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(guard_public_route)])
+
+# The most files one batch request may carry (each is still held to the upload size limit).
+MAX_BATCH_FILES = 32
+
+
+class BatchItem(BaseModel):
+    filename: str | None = None
+    request_id: str | None = None
+    status_url: str | None = None
+    error: str | None = Field(None, description="Why this image was refused.")
+    status: int | None = Field(None, description="The HTTP status this image alone would get.")
+
+
+class BatchResponse(BaseModel):
+    jobs: list[BatchItem]
+
+
+@router.post(
+    "/infer/batch",
+    status_code=202,
+    response_model=BatchResponse,
+    response_model_exclude_none=True,
+    summary="Submit several images; one ticket per image",
+    responses={
+        413: {"model": ErrorResponse, "description": f"More than {MAX_BATCH_FILES} files"},
+        422: {"model": BatchResponse, "description": "No image could be queued"},
+        429: {"model": ErrorResponse, "description": "Backlog bound; see Retry-After"},
+        503: {"model": BatchResponse, "description": "Queue unavailable; see Retry-After"},
+    },
+)
+async def infer_batch(
+    request: Request,
+    settings: SettingsDep,
+    publisher: PublisherDep,
+    files: Annotated[list[UploadFile], File(description="The images (repeat the field).")],
+    callback_url: Annotated[
+        str | None,
+        Form(description="An http(s) URL to POST each job's final state to."),
+    ] = None,
+) -> JSONResponse:
+    if len(files) > MAX_BATCH_FILES:
+        raise _reject(
+            "invalid", 413, f"Too many files: at most {MAX_BATCH_FILES} per batch request."
+        )
+    callback = (
+        await remote.check_callback(callback_url.strip())
+        if callback_url and callback_url.strip()
+        else None
+    )
+    admission: Admission | None = getattr(request.app.state, "admission", None)
+    if admission is not None and admission.backlog.overloaded:
+        raise _reject(
+            "backlog",
+            429,
+            f"The queue holds more than {settings.max_backlog:,} jobs; retry later.",
+            {"Retry-After": "10"},
+        )
+    items: list[BatchItem] = []
+    for upload in files:
+        request_id = _new_request_id()
+        try:
+            ticket = await _accept(request_id, upload, settings, publisher, callback_url=callback)
+        except HTTPException as exc:
+            items.append(
+                BatchItem(filename=upload.filename, error=exc.detail, status=exc.status_code)
+            )
+            continue
+        items.append(
+            BatchItem(
+                filename=upload.filename,
+                request_id=ticket.request_id,
+                status_url=ticket.status_url,
+            )
+        )
+    accepted = sum(1 for i in items if i.request_id)
+    log.info("batch: %d of %d images queued", accepted, len(items))
+    body = BatchResponse(jobs=items).model_dump(exclude_none=True)
+    if accepted:
+        return JSONResponse(body, status_code=202)
+    if any(i.status == 503 for i in items):
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(body, status_code=422)

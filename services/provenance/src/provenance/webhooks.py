@@ -1,0 +1,451 @@
+"""Webhooks: when a job that came with a ``callback_url`` ends, POST its final state there.
+
+- **Durable.** The terminal status and the queue entry meet in Redis: after the status recorder
+  applies a batch, every terminal job with a callback URL is enqueued by one Lua script that does
+  it once per job (a redelivered record enqueues nothing twice). The queue is a sorted set scored
+  by due time, so a restart of provenance drops nothing; a delivery in flight is *leased* and comes
+  due again if its process dies, so delivery is at least once (receivers dedupe on
+  ``X-Penguin12-Delivery``).
+- **Never blocks the pipeline.** Deliveries run on a small thread pool beside the status consumer.
+- **Signed.** ``X-Penguin12-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." +
+  body)>`` with ``PENGUIN12_WEBHOOK_SECRET``.
+- **Retried** with exponential backoff (and jitter) on a network error, a timeout or any non-2xx
+  answer, up to ``PENGUIN12_WEBHOOK_MAX_ATTEMPTS`` attempts. Redirects are not followed.
+- **Safe.** Every connection goes through `penguin12.ssrf`: no private, loopback or link-local
+  targets unless ``PENGUIN12_ALLOW_PRIVATE_URLS=true``.
+- **Visible.** Every attempt is logged per job: `GET /v1/status/{id}/deliveries`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, Literal
+
+import httpx
+import redis
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from prometheus_client import Counter
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from penguin12.logs import request_context
+from penguin12.schemas import TERMINAL_STATUSES, ErrorResponse, StatusUpdate
+from penguin12.ssrf import UrlPolicy, UrlRefused, UrlSettings, guarded_client, redact
+from penguin12.state import CALLBACK_FIELD, KEY_PREFIX, JobStore
+from penguin12.web import guard_public_route
+from penguin12.worker import Output, Record, RetryableError
+
+log = logging.getLogger("penguin12.provenance.webhooks")
+
+DUE_KEY = "penguin12:webhooks:due"
+_HOOK_PREFIX = "penguin12:webhook:"
+SIGNATURE_HEADER = "X-Penguin12-Signature"
+USER_AGENT = "Penguin12-Webhooks/0.1"
+
+DELIVERIES = Counter(
+    "penguin12_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (delivered, retry, failed).",
+    ["outcome"],
+)
+
+
+class WebhookSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PENGUIN12_WEBHOOK_", extra="ignore")
+
+    # HMAC key for X-Penguin12-Signature. Empty: deliveries go out unsigned (a warning at start).
+    secret: str = Field(default="", repr=False)
+    max_attempts: int = Field(default=8, ge=1)
+    # Delay before retry n is backoff_s * 2**(n-1), at most max_backoff_s, plus up to 20% jitter.
+    backoff_s: float = Field(default=2.0, gt=0)
+    max_backoff_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=4, ge=1)
+    # How often the dispatcher looks for due deliveries when idle.
+    poll_interval_s: float = Field(default=0.2, gt=0)
+
+
+def _hook_key(request_id: str) -> str:
+    return _HOOK_PREFIX + request_id
+
+
+def _log_key(request_id: str) -> str:
+    return _HOOK_PREFIX + request_id + ":log"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``v1`` signature: hex HMAC-SHA256 of ``"<timestamp>." + body``."""
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, header: str, body: bytes, tolerance_s: float = 300.0) -> bool:
+    """Check an ``X-Penguin12-Signature`` header (what a receiver does; used by the tests)."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), parts.get("v1", ""))
+
+
+# ------------------------------------------------------------------------------ the queue
+
+# Enqueue once: only for a job with a callback URL, and only if it has no delivery record yet.
+_ENQUEUE = """
+local url = redis.call('HGET', KEYS[1], ARGV[4])
+if not url then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], 'url', url, 'state', 'pending', 'attempts', 0, 'created_at', ARGV[1])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+return 1
+"""
+
+# Lease up to ARGV[3] due deliveries: push their due time past the lease, return them.
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+end
+return due
+"""
+
+
+class WebhookQueue:
+    """The Redis side: enqueue, claim, record attempts, read the delivery log."""
+
+    def __init__(self, client: redis.Redis, retention_s: int):
+        self._redis = client
+        self._retention_s = retention_s
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._claim = client.register_script(_CLAIM)
+
+    def enqueue_finished(self, request_ids: list[str]) -> int:
+        """Queue the webhook of each finished job that has a callback URL (once per job)."""
+        if not request_ids:
+            return 0
+        now = repr(time.time())
+        with self._redis.pipeline(transaction=False) as pipe:
+            for request_id in request_ids:
+                self._enqueue(
+                    keys=[KEY_PREFIX + request_id, _hook_key(request_id), DUE_KEY],
+                    args=[now, request_id, self._retention_s, CALLBACK_FIELD],
+                    client=pipe,
+                )
+            return sum(int(n) for n in pipe.execute())
+
+    def claim(self, limit: int, lease_s: float) -> list[str]:
+        now = time.time()
+        ids = self._claim(keys=[DUE_KEY], args=[repr(now), repr(now + lease_s), limit])
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def next_due_in(self) -> float | None:
+        first = self._redis.zrange(DUE_KEY, 0, 0, withscores=True)
+        if not first:
+            return None
+        return max(0.0, float(first[0][1]) - time.time())
+
+    def meta(self, request_id: str) -> dict[str, str]:
+        raw: dict[bytes, bytes] = self._redis.hgetall(_hook_key(request_id))  # type: ignore[assignment]
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def record(
+        self,
+        request_id: str,
+        attempt: dict[str, Any],
+        state: Literal["pending", "delivered", "failed"],
+        retry_at: float | None,
+    ) -> None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(_log_key(request_id), json.dumps(attempt))
+            pipe.expire(_log_key(request_id), self._retention_s)
+            key = _hook_key(request_id)
+            pipe.hset(key, "state", state)
+            pipe.hset(key, "attempts", int(attempt["attempt"]))
+            if retry_at is not None:
+                pipe.hset(key, "next_attempt_at", repr(retry_at))
+                pipe.zadd(DUE_KEY, {request_id: retry_at})
+            else:
+                pipe.zrem(DUE_KEY, request_id)
+                pipe.hdel(key, "next_attempt_at")
+            pipe.execute()
+
+    def drop(self, request_id: str) -> None:
+        self._redis.zrem(DUE_KEY, request_id)
+
+    def attempts(self, request_id: str) -> list[dict[str, Any]]:
+        raw: list[bytes] = self._redis.lrange(_log_key(request_id), 0, -1)  # type: ignore[assignment]
+        return [json.loads(r) for r in raw]
+
+    def callback_url(self, request_id: str) -> str | None:
+        value = self._redis.hget(KEY_PREFIX + request_id, CALLBACK_FIELD)
+        return value.decode() if isinstance(value, bytes) else None
+
+
+class WebhookTrigger:
+    """Wraps the status recorder: after a batch is applied, queue the finished jobs' webhooks.
+
+    Runs for every terminal record, applied or repeated, so a crash between the state write and
+    the enqueue is healed by the redelivered record; the enqueue itself is once per job.
+    """
+
+    def __init__(
+        self, inner: Callable[[list[Record[StatusUpdate]]], list[Output]], queue: WebhookQueue
+    ):
+        self._inner = inner
+        self._queue = queue
+
+    def __call__(self, records: list[Record[StatusUpdate]]) -> list[Output]:
+        outputs = self._inner(records)
+        finished = [r.payload.request_id for r in records if r.payload.status in TERMINAL_STATUSES]
+        try:
+            queued = self._queue.enqueue_finished(finished)
+        except redis.RedisError as exc:
+            raise RetryableError(f"Redis unavailable (webhook queue): {exc}") from exc
+        if queued:
+            log.debug("queued %d webhook(s)", queued)
+        return outputs
+
+
+# ------------------------------------------------------------------------------ delivery
+
+
+class WebhookDispatcher:
+    """Delivers due webhooks on a thread pool; start() at service start, stop() at shutdown."""
+
+    def __init__(
+        self,
+        queue: WebhookQueue,
+        store: JobStore,
+        settings: WebhookSettings | None = None,
+        policy: UrlPolicy | None = None,
+    ):
+        self._queue = queue
+        self._store = store
+        self._settings = settings or WebhookSettings()
+        self._policy = policy or UrlSettings().policy()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
+        self._pool = ThreadPoolExecutor(self._settings.concurrency, "webhook")
+        self._inflight = 0
+        self._lock = threading.Lock()
+        self._client = guarded_client(self._policy, self._settings.timeout_s, USER_AGENT)
+        # A leased delivery comes due again after this long if its process died mid-delivery.
+        self._lease_s = self._settings.timeout_s * 2 + 30
+
+    def start(self) -> None:
+        if not self._settings.secret:
+            log.warning("PENGUIN12_WEBHOOK_SECRET is not set: webhook deliveries are sent unsigned")
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                free = self._settings.concurrency - self._inflight
+            try:
+                ids = self._queue.claim(free, self._lease_s) if free > 0 else []
+            except redis.RedisError as exc:
+                log.warning("webhook queue unavailable: %s", exc)
+                self._stop.wait(2.0)
+                continue
+            for request_id in ids:
+                with self._lock:
+                    self._inflight += 1
+                self._pool.submit(self._deliver_guarded, request_id)
+            if not ids:
+                wait = self._settings.poll_interval_s
+                if free > 0:
+                    try:
+                        due_in = self._queue.next_due_in()
+                    except redis.RedisError:
+                        due_in = None
+                    if due_in is not None:
+                        wait = min(max(due_in, 0.01), wait)
+                self._stop.wait(wait)
+
+    def _deliver_guarded(self, request_id: str) -> None:
+        try:
+            with request_context(request_id):
+                self.deliver(request_id)
+        except Exception:
+            log.exception("webhook delivery crashed; it will come due again after its lease")
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self._settings.backoff_s * 2 ** (attempt - 1), self._settings.max_backoff_s)
+        return delay * (1 + random.random() * 0.2)
+
+    def deliver(self, request_id: str) -> None:
+        """One attempt for ``request_id``; records it, and schedules a retry if one is due."""
+        meta = self._queue.meta(request_id)
+        if not meta or meta.get("state") in ("delivered", "failed"):
+            self._queue.drop(request_id)
+            return
+        attempt = int(meta.get("attempts", "0")) + 1
+        url = meta["url"]
+        state = self._store.get(request_id)
+        started = time.time()
+        entry: dict[str, Any] = {"attempt": attempt, "at": started, "url": redact(url)}
+        if state is None:
+            entry.update(outcome="failed", error="the job expired before its webhook was sent")
+            self._finish(request_id, entry, "failed")
+            return
+        body = state.model_dump_json(exclude_none=True).encode()
+        timestamp = int(started)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Penguin12-Event": f"job.{state.status.value.lower()}",
+            "X-Penguin12-Delivery": f"{request_id}:{attempt}",
+        }
+        if self._settings.secret:
+            signature = sign(self._settings.secret, timestamp, body)
+            headers[SIGNATURE_HEADER] = f"t={timestamp},v1={signature}"
+        retryable = True
+        try:
+            response = self._client.post(url, content=body, headers=headers)
+            entry["status_code"] = response.status_code
+            ok = response.is_success
+            if not ok:
+                entry["error"] = f"answered {response.status_code}"
+        except UrlRefused as exc:
+            ok, retryable = False, False
+            entry["error"] = str(exc)
+        except httpx.HTTPError as exc:
+            ok = False
+            entry["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception as exc:  # a resolver failure (UrlFetchFailed) and the like
+            ok = False
+            entry["error"] = str(exc) or type(exc).__name__
+        entry["duration_ms"] = round((time.time() - started) * 1000, 1)
+        if ok:
+            entry["outcome"] = "delivered"
+            self._finish(request_id, entry, "delivered")
+            log.info("webhook delivered (attempt %d)", attempt)
+        elif retryable and attempt < self._settings.max_attempts:
+            retry_at = time.time() + self._backoff(attempt)
+            entry.update(outcome="retry", next_attempt_at=retry_at)
+            DELIVERIES.labels(outcome="retry").inc()
+            self._queue.record(request_id, entry, "pending", retry_at)
+            log.info("webhook attempt %d failed (%s); retrying", attempt, entry.get("error"))
+        else:
+            entry["outcome"] = "failed"
+            self._finish(request_id, entry, "failed")
+            log.warning("webhook failed after %d attempt(s): %s", attempt, entry.get("error"))
+
+    def _finish(
+        self, request_id: str, entry: dict[str, Any], state: Literal["delivered", "failed"]
+    ) -> None:
+        DELIVERIES.labels(outcome=state).inc()
+        self._queue.record(request_id, entry, state, None)
+
+
+# ------------------------------------------------------------------------------ API
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    at: float
+    url: str
+    outcome: Literal["delivered", "retry", "failed"]
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+    next_attempt_at: float | None = None
+
+
+class DeliveryLog(BaseModel):
+    request_id: str
+    state: Literal["none", "waiting", "pending", "delivered", "failed"] = Field(
+        description="none: no callback_url; waiting: the job has not finished; pending: queued or "
+        "retrying; delivered; failed: gave up."
+    )
+    callback_url: str | None = Field(
+        None, description="Without query string (it may hold secrets)."
+    )
+    attempts: list[DeliveryAttempt] = []
+    next_attempt_at: float | None = None
+
+
+router = APIRouter(prefix="/v1", tags=["status"], dependencies=[Depends(guard_public_route)])
+
+
+def get_queue(request: Request) -> WebhookQueue:
+    queue: WebhookQueue = request.app.state.webhook_queue
+    return queue
+
+
+@router.get(
+    "/status/{request_id}/deliveries",
+    response_model=DeliveryLog,
+    response_model_exclude_none=True,
+    summary="The webhook delivery log of a job",
+    responses={404: {"model": ErrorResponse, "description": "Unknown or expired request id"}},
+)
+async def deliveries(
+    request_id: Annotated[str, Path(min_length=1, max_length=64)],
+    request: Request,
+    queue: Annotated[WebhookQueue, Depends(get_queue)],
+) -> DeliveryLog:
+    store: JobStore = request.app.state.store
+
+    def read() -> DeliveryLog | None:
+        state = store.get(request_id)
+        if state is None:
+            return None
+        url = queue.callback_url(request_id)
+        if url is None:
+            return DeliveryLog(request_id=request_id, state="none")
+        meta = queue.meta(request_id)
+        attempts = [DeliveryAttempt.model_validate(a) for a in queue.attempts(request_id)]
+        if not meta:
+            status: Literal["waiting", "pending", "delivered", "failed"] = (
+                "pending" if state.status in TERMINAL_STATUSES else "waiting"
+            )
+        else:
+            status = meta.get("state", "pending")  # type: ignore[assignment]
+        next_at = meta.get("next_attempt_at")
+        return DeliveryLog(
+            request_id=request_id,
+            state=status,
+            callback_url=redact(url),
+            attempts=attempts,
+            next_attempt_at=float(next_at) if next_at else None,
+        )
+
+    log_ = await run_in_threadpool(read)
+    if log_ is None:
+        raise HTTPException(
+            status_code=404,
+            detail=f"No job with request_id {request_id!r}: it was never submitted or has expired.",
+        )
+    return log_
+
+
+def install_webhooks(
+    app: Any, client: redis.Redis, store: JobStore, retention_s: int
+) -> tuple[WebhookQueue, WebhookDispatcher]:
+    """Create the queue and the dispatcher (started), and put the queue on ``app.state``."""
+    queue = WebhookQueue(client, retention_s)
+    dispatcher = WebhookDispatcher(queue, store)
+    app.state.webhook_queue = queue
+    dispatcher.start()
+    return queue, dispatcher

@@ -1,0 +1,182 @@
+"""Admission and access: API keys, rate limits, idempotency, backlog bound, Kafka outages,
+deadlines, and state rebuilt from the status topic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from conftest import Infra, Stack, wait_for
+from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka
+from penguin12_devstack.ports import free_ports
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "s3cr3t-key-never-logged-7f1c"
+
+
+def test_api_keys_guard_both_apis_and_never_reach_the_logs(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_API_KEYS=f"other-key,{SECRET}").start_all()
+    image = {"file": ("a.jpg", photos["chelsea.jpg"], "image/jpeg")}
+    url = stack.url("preprocessor", "/v1/infer")
+
+    refused = httpx.post(url, files=image, timeout=10)
+    assert refused.status_code == 401
+    assert "X-API-Key" in refused.json()["detail"]
+    assert (
+        httpx.post(url, files=image, headers={"X-API-Key": "wrong"}, timeout=10).status_code == 401
+    )
+
+    accepted = httpx.post(url, files=image, headers={"X-API-Key": SECRET}, timeout=10)
+    assert accepted.status_code == 202
+    status_url = accepted.json()["status_url"]
+    assert httpx.get(status_url, timeout=10).status_code == 401
+    bearer = {"Authorization": f"Bearer {SECRET}"}
+    wait_for(
+        lambda: httpx.get(status_url, headers=bearer, timeout=10).json()["status"] == "COMPLETED",
+        60,
+    )
+    # Health and metrics stay open for probes and Prometheus.
+    assert httpx.get(stack.url("preprocessor", "/readyz"), timeout=5).status_code == 200
+    for proc in stack.processes.values():
+        assert SECRET not in proc.log_file.read_text()
+
+
+def test_rate_limit_answers_429_with_retry_after(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(PENGUIN12_RATE_LIMIT_PER_MINUTE="3")
+    stack.start("preprocessor")
+    codes = []
+    for _ in range(8):  # cheap requests: an empty file is refused with 422 once admitted
+        response = stack.submit(b"")
+        codes.append(response.status_code)
+        if response.status_code == 429:
+            assert 1 <= int(response.headers["Retry-After"]) <= 60
+            assert "Rate limit of 3 requests per minute" in response.json()["detail"]
+    assert 429 in codes
+    assert codes.count(422) <= 6  # at most two windows' worth, should a minute boundary pass
+
+
+def test_idempotency_key_returns_the_first_ticket(stack: Stack, photos: dict[str, bytes]) -> None:
+    def submit(key: str) -> dict[str, str]:
+        response = httpx.post(
+            stack.url("preprocessor", "/v1/infer"),
+            files={"file": ("a.jpg", photos["coffee.jpg"], "image/jpeg")},
+            headers={"Idempotency-Key": key},
+            timeout=10,
+        )
+        assert response.status_code == 202
+        body: dict[str, str] = response.json()
+        return body
+
+    first, again, other = submit("order-42"), submit("order-42"), submit("order-43")
+    assert first == again
+    assert other["request_id"] != first["request_id"]
+
+
+def test_backlog_bound_answers_429_then_recovers(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_MAX_BACKLOG="3", PENGUIN12_BACKLOG_CHECK_INTERVAL_S="0.2")
+    stack.start("provenance")
+    stack.start("preprocessor")  # no workers yet: the queue only grows
+    accepted = [stack.submit(photos["rocket.jpg"]).json()["request_id"] for _ in range(4)]
+    wait_for(lambda: stack.metric("preprocessor", "penguin12_backlog_records") >= 4, 30)
+    refused = stack.submit(photos["rocket.jpg"])
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "10"
+    assert "queue holds more than 3 jobs" in refused.json()["detail"]
+
+    stack.start("feature_extractor-0")
+    stack.start("classifier")
+    for request_id in accepted:
+        assert stack.wait_final(request_id)["status"] == "COMPLETED"
+    wait_for(lambda: stack.submit(photos["rocket.jpg"]).status_code == 202, 30, 0.5)
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[Callable[[], object]]:
+    """A broker of this test's own, which it may stop and start again."""
+    jars = ensure_kafka_jars(ROOT / ".cache" / "kafka")
+    port, controller = free_ports(2)
+    brokers = []
+
+    def start() -> object:
+        broker = start_kafka(
+            jars_dir=jars,
+            data_dir=tmp_path / "kafka",
+            log_file=tmp_path / "kafka.log",
+            port=port,
+            controller_port=controller,
+        )
+        broker.wait_ready(120)
+        brokers.append(broker)
+        return broker
+
+    yield start
+    for broker in brokers:
+        broker.stop()
+
+
+def test_kafka_outage_answers_503_fast_and_recovers(
+    make_stack: Callable[..., Stack],
+    infra: Infra,
+    own_kafka: Callable[[], object],
+    photos: dict[str, bytes],
+) -> None:
+    broker = own_kafka()
+    stack = make_stack(PENGUIN12_KAFKA_BOOTSTRAP=broker.bootstrap)  # type: ignore[attr-defined]
+    stack.start_all()
+    assert (
+        stack.wait_final(stack.submit(photos["chelsea.jpg"]).json()["request_id"])["status"]
+        == "COMPLETED"
+    )
+
+    broker.stop()  # type: ignore[attr-defined]
+    started = time.monotonic()
+    wait_for(lambda: stack.submit(photos["chelsea.jpg"]).status_code == 503, 15, 0.2)
+    refused = stack.submit(photos["chelsea.jpg"])
+    elapsed = time.monotonic() - started
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    assert "nothing was queued" in refused.json()["detail"]
+    assert elapsed < 15
+
+    own_kafka()  # same ports, same data: the services reconnect by themselves
+    response = wait_for(
+        lambda: (r := stack.submit(photos["chelsea.jpg"])).status_code == 202 and r, 90, 0.5
+    )
+    assert stack.wait_final(response.json()["request_id"], 90)["status"] == "COMPLETED"
+
+
+def test_a_job_that_never_finishes_fails_with_a_timeout(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_JOB_DEADLINE_S="1", PENGUIN12_MAINTENANCE_INTERVAL_S="0.3")
+    stack.start("provenance")
+    stack.start("preprocessor")  # no workers: the job can never complete
+    request_id = stack.submit(photos["coffee.jpg"]).json()["request_id"]
+    final = stack.wait_final(request_id, 30)
+    assert final["status"] == "FAILED"
+    assert "timed out: no result within 1 s" in final["error"]
+
+
+def test_lost_job_state_is_rebuilt_from_the_status_topic(
+    make_stack: Callable[..., Stack], infra: Infra, photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_MAINTENANCE_INTERVAL_S="0.3").start_all()
+    request_id = stack.submit(photos["astronaut.jpg"]).json()["request_id"]
+    before = stack.wait_final(request_id)
+
+    state_db = redis.Redis.from_url(f"{infra.redis_url}/0")
+    state_db.delete(
+        f"penguin12:job:{request_id}", f"penguin12:marker:state-complete:{stack.topic('status')}"
+    )
+    assert stack.status(request_id).status_code == 404  # gone...
+
+    after = wait_for(lambda: (r := stack.status(request_id)).status_code == 200 and r.json(), 30)
+    assert after == before  # ...and rebuilt exactly, from the status topic
