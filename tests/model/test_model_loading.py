@@ -108,6 +108,8 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     s = ModelSettings()
     assert (s.source, s.dir, s.num_threads) == ("local", tmp_path, 2)
     assert s.hf_repo == "nguyenpn/Penguin-12" and s.hf_revision == "main"
+    monkeypatch.setenv("PENGUIN12_MODEL_DIR", "")  # compose-style "unset"
+    assert ModelSettings().dir is None
 
 
 def test_local_source_errors(tmp_path: Path) -> None:

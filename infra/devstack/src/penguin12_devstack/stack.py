@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from penguin12_devstack import observability
 from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka, wait_kafka_ready
 from penguin12_devstack.ports import _pid_alive, stop_pid_file
 from penguin12_devstack.redis_server import start_redis, wait_redis_ready
@@ -54,7 +55,19 @@ def resolve_model_env() -> dict[str, str]:
     return {"PENGUIN12_MODEL_SOURCE": "local", "PENGUIN12_MODEL_DIR": str(bundle)}
 
 
-def up(feature_extractors: int) -> None:
+def scrape_targets(ports: Ports, feature_extractors: int) -> dict[str, list[str]]:
+    """Prometheus targets of the local run, by job (the services' names in docker-compose.yml)."""
+    return {
+        "preprocessor": [f"127.0.0.1:{ports.preprocessor}"],
+        "provenance": [f"127.0.0.1:{ports.provenance}"],
+        "feature_extractor": [
+            f"127.0.0.1:{ports.feature_extractor_base + i}" for i in range(feature_extractors)
+        ],
+        "classifier": [f"127.0.0.1:{ports.classifier}"],
+    }
+
+
+def up(feature_extractors: int, observe: bool = True) -> None:
     ports = Ports()
     started: list[str] = []
     redis_url = f"redis://127.0.0.1:{ports.redis}"
@@ -83,6 +96,17 @@ def up(feature_extractors: int) -> None:
         started.append("kafka")
     wait_kafka_ready(bootstrap, 120, log_file=LOGS / "kafka.log")
 
+    # Observability (issue #4): Prometheus + an OTLP trace receiver, see observability.py.
+    obs = None
+    if observe:
+        obs = observability.start_local_observability(
+            run_dir=RUN,
+            cache_dir=CACHE,
+            logs_dir=LOGS,
+            targets=scrape_targets(ports, feature_extractors),
+        )
+        started += obs.started
+
     common = {
         "PENGUIN12_KAFKA_BOOTSTRAP": bootstrap,
         "PENGUIN12_STATE_REDIS_URL": f"{redis_url}/0",
@@ -90,6 +114,7 @@ def up(feature_extractors: int) -> None:
         "PENGUIN12_PUBLIC_STATUS_BASE_URL": os.environ.get(
             "PENGUIN12_PUBLIC_STATUS_BASE_URL", f"http://127.0.0.1:{ports.provenance}"
         ),
+        **(obs.env if obs else {}),
     }
     model_env = resolve_model_env()
     specs: list[tuple[str, str, int, dict[str, str]]] = [
@@ -151,6 +176,8 @@ Penguin12 is up.
   Logs:     {LOGS}/<service>.log
   Stop:     make stop"""
     )
+    for what, url in (obs.urls if obs else {}).items():
+        print(f"  {what + ':':9s} {url}")
 
 
 def down() -> None:
@@ -159,6 +186,7 @@ def down() -> None:
     for run_dir in sorted(services.iterdir()) if services.is_dir() else []:
         if stop_pid_file(run_dir / PID_FILE):
             stopped.append(run_dir.name)
+    stopped += observability.stop_local_observability(RUN)
     for name, pid in (
         ("kafka", RUN / "data" / "kafka" / "kafka.pid"),
         ("redis", RUN / "data" / "redis" / "redis.pid"),
@@ -182,6 +210,8 @@ def status() -> int:
         alive = _running(pid_file)
         down_count += not alive
         print(f"  {'running' if alive else 'stopped':8s} {name}")
+    for name, alive in observability.local_observability_status(RUN):  # optional: no exit code
+        print(f"  {'running' if alive else 'stopped':8s} {name}")
     return 1 if down_count else 0
 
 
@@ -196,11 +226,17 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("PENGUIN12_FEATURE_EXTRACTORS", "1")),
         help="how many feature_extractor processes (a Kafka consumer group)",
     )
+    up_cmd.add_argument(
+        "--observability",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("PENGUIN12_OBSERVABILITY", "1") not in ("0", "false", "no"),
+        help="also run Prometheus and a trace receiver (Jaeger) and export traces to it",
+    )
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="list components and whether they run")
     args = parser.parse_args(argv)
     if args.command == "up":
-        up(args.feature_extractors)
+        up(args.feature_extractors, args.observability)
         return 0
     if args.command == "down":
         down()

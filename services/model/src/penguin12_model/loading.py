@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from torch import nn
 
@@ -81,6 +81,12 @@ class ModelSettings(BaseSettings):
     channels_last: bool = Field(
         True, description="Run conv backbones in channels_last (measured faster on CPU)."
     )
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _empty_dir_is_unset(cls, value: object) -> object:
+        # PENGUIN12_MODEL_DIR="" (common in compose files) means "not set", not ".".
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 # ------------------------------------------------------------------------ state dicts
