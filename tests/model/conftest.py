@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from penguin12_model import BundleConfig, build_backbone, build_head
 
 BundleFactory = Callable[..., Path]

@@ -6,6 +6,7 @@ import pydantic
 import pytest
 import torch
 import torchvision
+
 from penguin12_model import (
     BundleConfig,
     ModelLoadError,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from penguin12_model import (
     BundleConfig,
     ClassifierModel,

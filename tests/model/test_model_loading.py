@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from penguin12_model import (
     BundleConfig,
     FeatureExtractorModel,
@@ -18,7 +20,6 @@ from penguin12_model import (
     load_state_dict,
     resolve_bundle_dir,
 )
-from safetensors.torch import save_file
 
 BundleFactory = Callable[..., Path]
 
