@@ -230,11 +230,11 @@ def read_dead_letters(
             err = message.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    ends.pop(message.partition(), None)
+                    ends.pop(message.partition() or 0, None)
                     continue
                 raise KafkaException(err)
             deadline = time.monotonic() + timeout
-            partition, offset = message.partition(), message.offset()
+            partition, offset = message.partition() or 0, message.offset() or 0
             if offset >= ends.get(partition, -1):
                 ends.pop(partition, None)
                 continue
@@ -437,7 +437,10 @@ def _produce(settings: DlqSettings, records: Sequence[DeadLetter], timeout: floa
             assert topic is not None
             headers = [(k, v) for k, v in record.headers if k not in _DLQ_HEADERS]
             headers.append(
-                (REPLAY_OF, f"{settings.topic_dead_letter}:{record.partition}:{record.offset}")
+                (
+                    REPLAY_OF,
+                    f"{settings.topic_dead_letter}:{record.partition}:{record.offset}".encode(),
+                )
             )
 
             def on_delivery(err: KafkaError | None, where: str = f"{record.offset}") -> None:

@@ -262,7 +262,7 @@ def _read_body(response: httpx.Response, max_bytes: int, deadline: float, url: s
     chunks: list[bytes] = []
     total = 0
     try:
-        for chunk in response.iter_bytes(64 * 1024):
+        for chunk in response.iter_bytes():  # as it arrives, so the deadline is checked often
             total += len(chunk)
             if total > max_bytes:
                 raise UrlFetchFailed(_too_large(total, max_bytes), too_large=True)

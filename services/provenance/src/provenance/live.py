@@ -23,6 +23,7 @@ import redis
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import StreamingResponse
+from prometheus_client import Gauge
 from starlette.concurrency import run_in_threadpool
 
 from penguin12.schemas import TERMINAL_STATUSES, ErrorResponse, JobState, JobStatus
@@ -42,6 +43,11 @@ RECHECK_S = 2.0
 # browser's EventSource reconnects by itself; a stream must not hold up a shutdown for long).
 SSE_KEEPALIVE_S = 15.0
 SSE_MAX_S = 300.0
+
+WAITERS = Gauge(
+    "penguin12_status_waiters",
+    "Requests waiting for a job to change (long-poll and Server-Sent Events).",
+)
 
 RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From the 202 answer.")]
 
@@ -70,9 +76,11 @@ class StatusNotifier:
         self.start()
         event = asyncio.Event()
         self._waiters[request_id].add(event)
+        WAITERS.inc()
         try:
             yield event
         finally:
+            WAITERS.dec()
             waiters = self._waiters.get(request_id)
             if waiters is not None:
                 waiters.discard(event)
