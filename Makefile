@@ -30,7 +30,7 @@ lint: ## Ruff lint and format check
 	@$(RUN) ruff format --check .
 
 typecheck: ## Mypy over every service and the shared package
-	@$(RUN) mypy services/common/src services/model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src
+	@$(RUN) mypy services/common/src services/model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src clients/python/src
 
 test-only: ## Run the test suite (starts its own Kafka and Redis on free ports)
 	@$(RUN) pytest
@@ -45,3 +45,11 @@ bench-full: setup ## Benchmarks, report mode (longer): the figures published in 
 
 clean: stop ## Stop, then remove local run state (.run/); caches in .cache/ are kept
 	@rm -rf .run
+
+.PHONY: chaos audit
+
+chaos: ## Faults, load and poison against the local stack (starts it); CHAOS_FULL=1 for the long run
+	@$(RUN) python chaos/run.py
+
+audit: ## Known vulnerabilities in uv.lock (allow-list: audit/allowlist.toml) and a secrets scan
+	@UV="$(UV)" $(RUN) python audit/audit.py

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka
 from penguin12_devstack.ports import free_port, free_ports
 from penguin12_devstack.redis_server import start_redis

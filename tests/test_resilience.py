@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis
 from confluent_kafka import Consumer, Producer
+
 from conftest import Infra, Stack, wait_for
 from penguin12.schemas import JobStatus, StatusUpdate
 from penguin12.state import JobStore

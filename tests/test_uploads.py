@@ -6,9 +6,10 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from conftest import Stack
 from penguin12.imaging import CorruptImage, ImageTooLarge, UnsupportedImage, prepare_image
-from PIL import Image
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:

@@ -6,13 +6,13 @@ import logging
 
 import numpy as np
 from opentelemetry import trace
+
+from classifier.settings import ClassifierSettings
 from penguin12 import schemas
 from penguin12.logs import request_context
 from penguin12.schemas import FeaturesMessage, JobStatus, Result, StatusUpdate
 from penguin12.worker import Output, Record, status_output
 from penguin12_model import ClassifierModel
-
-from classifier.settings import ClassifierSettings
 
 log = logging.getLogger("penguin12.classifier")
 tracer = trace.get_tracer("penguin12.classifier")

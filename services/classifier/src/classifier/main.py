@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from classifier.classification import Classification
+from classifier.settings import ClassifierSettings
 from penguin12.kafka import AsyncProducer
 from penguin12.metrics import MODEL_INFO
 from penguin12.runner import run_worker
 from penguin12.schemas import FeaturesMessage
 from penguin12.worker import StreamWorker
 from penguin12_model import ClassifierModel, ModelSettings
-
-from classifier.classification import Classification
-from classifier.settings import ClassifierSettings
 
 
 def build_worker(

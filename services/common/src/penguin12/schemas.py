@@ -127,6 +127,12 @@ class ErrorResponse(BaseModel):
     detail: str
 
 
+class FieldErrors(BaseModel):
+    """FastAPI's own 422 answer when request fields have the wrong type or size."""
+
+    detail: list[dict[str, Any]]
+
+
 M = TypeVar("M", bound="_Message")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import redis
+
 from penguin12.metrics import CACHE_REQUESTS
 
 log = logging.getLogger("penguin12.feature_extractor.cache")

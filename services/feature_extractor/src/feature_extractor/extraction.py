@@ -7,6 +7,9 @@ import time
 
 import numpy as np
 from opentelemetry import trace
+
+from feature_extractor.cache import EmbeddingCache
+from feature_extractor.settings import FeatureExtractorSettings
 from penguin12 import schemas, tracing
 from penguin12.kafka import AsyncProducer
 from penguin12.logs import request_context
@@ -14,9 +17,6 @@ from penguin12.metrics import BACKBONE_IMAGES
 from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
 from penguin12.worker import Output, Record, status_output
 from penguin12_model import FeatureExtractorModel
-
-from feature_extractor.cache import EmbeddingCache
-from feature_extractor.settings import FeatureExtractorSettings
 
 log = logging.getLogger("penguin12.feature_extractor")
 tracer = trace.get_tracer("penguin12.feature_extractor")

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 
+from feature_extractor.cache import EmbeddingCache
+from feature_extractor.extraction import FeatureExtraction
+from feature_extractor.settings import FeatureExtractorSettings
 from penguin12.kafka import AsyncProducer
 from penguin12.metrics import MODEL_INFO
 from penguin12.runner import run_worker
 from penguin12.schemas import ImageJob
 from penguin12.worker import StreamWorker
 from penguin12_model import FeatureExtractorModel, ModelSettings
-
-from feature_extractor.cache import EmbeddingCache
-from feature_extractor.extraction import FeatureExtraction
-from feature_extractor.settings import FeatureExtractorSettings
 
 log = logging.getLogger("penguin12.feature_extractor")
 

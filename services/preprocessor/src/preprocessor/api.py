@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from penguin12.imaging import ImageRejected, prepare_image
 from penguin12.logs import request_context
 from penguin12.metrics import JOBS_SUBMITTED
-from penguin12.schemas import ErrorResponse, SubmitResponse
+from penguin12.schemas import ErrorResponse, FieldErrors, SubmitResponse
 from penguin12.security import client_identity
 from penguin12.web import guard_public_route
 from preprocessor import remote
@@ -84,10 +84,18 @@ def _too_large(size: int, limit: int) -> str:
     response_model=SubmitResponse,
     summary="Submit an image for deepfake analysis",
     responses={
+        400: {
+            "model": ErrorResponse,
+            "description": "`url` or `callback_url` refused (not a public address) or `url` "
+            "could not be downloaded",
+        },
         401: {"model": ErrorResponse, "description": "API key missing or wrong (when keys are on)"},
         413: {"model": ErrorResponse, "description": "File or pixel count over the limit"},
         415: {"model": ErrorResponse, "description": "Not a JPEG, PNG, WebP or BMP image"},
-        422: {"model": ErrorResponse, "description": "Empty, truncated or corrupt image"},
+        422: {
+            "model": ErrorResponse | FieldErrors,
+            "description": "Empty, truncated or corrupt image; malformed request fields",
+        },
         429: {
             "model": ErrorResponse,
             "description": "Rate limit or backlog bound; see Retry-After",
@@ -99,9 +107,11 @@ async def infer(
     request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
+    # Typed without `| None` so that the OpenAPI schema is a plain binary field, not "binary or
+    # null" (a multipart field cannot be null); absent, it is None.
     file: Annotated[
-        UploadFile | None, File(description="The image: JPEG, PNG, WebP or BMP.")
-    ] = None,
+        UploadFile, File(description="The image: JPEG, PNG, WebP or BMP. Or give `url`.")
+    ] = None,  # type: ignore[assignment]
     url: Annotated[
         str | None,
         Form(description="Instead of `file`: an http(s) URL of the image, fetched by the service."),

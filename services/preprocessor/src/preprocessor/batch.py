@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from penguin12.schemas import ErrorResponse
+from penguin12.schemas import ErrorResponse, FieldErrors
 from penguin12.web import guard_public_route
 from preprocessor import remote
 from preprocessor.admission import Admission
@@ -46,9 +46,17 @@ class BatchResponse(BaseModel):
     response_model_exclude_none=True,
     summary="Submit several images; one ticket per image",
     responses={
+        400: {"model": ErrorResponse, "description": "`callback_url` refused"},
+        401: {"model": ErrorResponse, "description": "API key missing or wrong (when keys are on)"},
         413: {"model": ErrorResponse, "description": f"More than {MAX_BATCH_FILES} files"},
-        422: {"model": BatchResponse, "description": "No image could be queued"},
-        429: {"model": ErrorResponse, "description": "Backlog bound; see Retry-After"},
+        422: {
+            "model": BatchResponse | ErrorResponse | FieldErrors,
+            "description": "No image could be queued (one error per file), or a malformed request",
+        },
+        429: {
+            "model": ErrorResponse,
+            "description": "Rate limit or backlog bound; see Retry-After",
+        },
         503: {"model": BatchResponse, "description": "Queue unavailable; see Retry-After"},
     },
 )
@@ -56,12 +64,17 @@ async def infer_batch(
     request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
-    files: Annotated[list[UploadFile], File(description="The images (repeat the field).")],
+    files: Annotated[
+        list[UploadFile],
+        File(default_factory=list, description="The images (repeat the field)."),
+    ],
     callback_url: Annotated[
         str | None,
         Form(description="An http(s) URL to POST each job's final state to."),
     ] = None,
 ) -> JSONResponse:
+    if not files:
+        raise _reject("invalid", 422, "Send at least one image in the `files` field.")
     if len(files) > MAX_BATCH_FILES:
         raise _reject(
             "invalid", 413, f"Too many files: at most {MAX_BATCH_FILES} per batch request."

@@ -101,8 +101,11 @@ def verify(secret: str, header: str, body: bytes, tolerance_s: float = 300.0) ->
 
 # ------------------------------------------------------------------------------ the queue
 
-# Enqueue once: only for a job with a callback URL, and only if it has no delivery record yet.
+# Enqueue once: only for a finished job (rank 3) with a callback URL, and only if it has no
+# delivery record yet.
 _ENQUEUE = """
+local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+if rank < 3 then return 0 end
 local url = redis.call('HGET', KEYS[1], ARGV[4])
 if not url then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -132,7 +135,8 @@ class WebhookQueue:
         self._claim = client.register_script(_CLAIM)
 
     def enqueue_finished(self, request_ids: list[str]) -> int:
-        """Queue the webhook of each finished job that has a callback URL (once per job)."""
+        """Queue the webhook of each of these jobs that is finished and has a callback URL (once
+        per job; the others are left alone)."""
         if not request_ids:
             return 0
         now = repr(time.time())
@@ -196,8 +200,12 @@ class WebhookQueue:
 class WebhookTrigger:
     """Wraps the status recorder: after a batch is applied, queue the finished jobs' webhooks.
 
-    Runs for every terminal record, applied or repeated, so a crash between the state write and
-    the enqueue is healed by the redelivered record; the enqueue itself is once per job.
+    A job's webhook is due once it is final *and* its callback URL is known, in whichever order
+    the records arrive (the PENDING record that carries the URL can come after COMPLETED: the
+    pipeline may finish before the preprocessor's records are all written). So the check runs for
+    every terminal record and every record that carries a callback URL, applied or repeated: a
+    crash between the state write and the enqueue is healed by the redelivered record, and the
+    enqueue itself happens once per job.
     """
 
     def __init__(
@@ -208,9 +216,15 @@ class WebhookTrigger:
 
     def __call__(self, records: list[Record[StatusUpdate]]) -> list[Output]:
         outputs = self._inner(records)
-        finished = [r.payload.request_id for r in records if r.payload.status in TERMINAL_STATUSES]
+        candidates = list(
+            dict.fromkeys(
+                r.payload.request_id
+                for r in records
+                if r.payload.status in TERMINAL_STATUSES or r.payload.callback_url
+            )
+        )
         try:
-            queued = self._queue.enqueue_finished(finished)
+            queued = self._queue.enqueue_finished(candidates)
         except redis.RedisError as exc:
             raise RetryableError(f"Redis unavailable (webhook queue): {exc}") from exc
         if queued:

@@ -1,0 +1,137 @@
+"""What the Penguin12 APIs answer, as small typed objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = frozenset({"COMPLETED", "FAILED"})
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    architecture: str
+    demo: bool
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        return cls(
+            name=str(data.get("name", "")),
+            version=str(data.get("version", "")),
+            architecture=str(data.get("architecture", "")),
+            demo=bool(data.get("demo", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """A verdict. ``demo`` is True when a demo model (random weights) made it: it means nothing."""
+
+    prediction: str
+    confidence: float
+    fake_probability: float
+    demo: bool
+    model: ModelInfo | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        model = data.get("model")
+        return cls(
+            prediction=str(data["prediction"]),
+            confidence=float(data["confidence"]),
+            fake_probability=float(data.get("fake_probability", 0.0)),
+            demo=bool(data.get("demo", False)),
+            model=ModelInfo.from_json(model) if isinstance(model, dict) else None,
+        )
+
+    @property
+    def is_fake(self) -> bool:
+        return self.prediction.upper() == "FAKE"
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The body of ``GET /v1/status/{request_id}``."""
+
+    request_id: str
+    status: str
+    submitted_at: float
+    last_updated: float
+    result: Result | None = None
+    error: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobState:
+        result = data.get("result")
+        return cls(
+            request_id=str(data["request_id"]),
+            status=str(data["status"]),
+            submitted_at=float(data.get("submitted_at", 0.0)),
+            last_updated=float(data.get("last_updated", 0.0)),
+            result=Result.from_json(result) if isinstance(result, dict) else None,
+            error=data.get("error"),
+            raw=data,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """The 202 answer: where to follow the job."""
+
+    request_id: str
+    status_url: str
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One image of a batch submission: a ticket, or why it was refused."""
+
+    filename: str | None
+    ticket: Ticket | None
+    error: str | None = None
+    status_code: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BatchItem:
+        ticket = (
+            Ticket(str(data["request_id"]), str(data["status_url"]))
+            if data.get("request_id") and data.get("status_url")
+            else None
+        )
+        return cls(
+            filename=data.get("filename"),
+            ticket=ticket,
+            error=data.get("error"),
+            status_code=data.get("status"),
+        )
+
+
+class Penguin12Error(Exception):
+    """Base of every error this client raises."""
+
+
+class ApiError(Penguin12Error):
+    """The service answered with an error status; ``detail`` is its explanation."""
+
+    def __init__(self, status_code: int, detail: str, retry_after: float | None = None):
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class WaitTimeout(Penguin12Error, TimeoutError):
+    """The job did not finish in time; ``last_state`` is the latest state seen."""
+
+    def __init__(self, request_id: str, timeout: float, last_state: JobState | None):
+        status = last_state.status if last_state else "unknown"
+        super().__init__(f"job {request_id} not finished after {timeout:.0f}s (status {status})")
+        self.request_id = request_id
+        self.last_state = last_state
