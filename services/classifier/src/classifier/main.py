@@ -5,8 +5,7 @@ from __future__ import annotations
 from classifier.classification import Classification
 from classifier.settings import ClassifierSettings
 from penguin12.kafka import AsyncProducer
-from penguin12.metrics import MODEL_INFO
-from penguin12.runner import run_worker
+from penguin12.runner import run_model_worker
 from penguin12.schemas import FeaturesMessage
 from penguin12.worker import StreamWorker
 from penguin12_model import ClassifierModel, ModelSettings
@@ -31,10 +30,4 @@ def main() -> None:
     settings = ClassifierSettings()
     model = ClassifierModel(ModelSettings())
 
-    def build(producer: AsyncProducer) -> StreamWorker[FeaturesMessage]:
-        model.load()
-        info = model.info
-        MODEL_INFO.labels(info.name, info.version, info.architecture, str(info.demo).lower()).set(1)
-        return build_worker(settings, model, producer)
-
-    run_worker(settings, build, extra_ready=lambda: model.ready)
+    run_model_worker(settings, model, lambda producer: build_worker(settings, model, producer))

@@ -7,13 +7,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic_settings import SettingsConfigDict
 
 from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
 from penguin12.logs import setup_logging
-from penguin12.metrics import serve_worker_http
+from penguin12.metrics import MODEL_INFO, serve_worker_http
 from penguin12.settings import CommonSettings
 from penguin12.tracing import setup_tracing, shutdown_tracing
 from penguin12.worker import StreamWorker
@@ -75,3 +75,31 @@ def run_worker(
         producer.close()
         shutdown_tracing()
         log.info("stopped")
+
+
+class LoadableModel(Protocol):
+    """What a model service's model offers (penguin12_model's engines, MLServer style)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def info(self) -> Any: ...
+
+    def load(self) -> None: ...
+
+
+def run_model_worker(
+    settings: WorkerSettings,
+    model: LoadableModel,
+    build_worker: Callable[[AsyncProducer], StreamWorker[Any]],
+) -> None:
+    """`run_worker` for a model service: load the model first; ready only once it is loaded."""
+
+    def build(producer: AsyncProducer) -> StreamWorker[Any]:
+        model.load()
+        info = model.info
+        MODEL_INFO.labels(info.name, info.version, info.architecture, str(info.demo).lower()).set(1)
+        return build_worker(producer)
+
+    run_worker(settings, build, extra_ready=lambda: model.ready)

@@ -11,11 +11,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
+from penguin12.kafka import ensure_topics, kafka_reachable
 from penguin12.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from penguin12.security import RateLimiter, check_api_key, parse_keys
 from penguin12.settings import CommonSettings
+from penguin12.state import JobStore, redis_client
+from penguin12.tracing import setup_tracing, shutdown_tracing
 
 # Web apps on localhost and browser extensions may call the APIs by default.
 DEFAULT_CORS_ORIGIN_REGEX = (
@@ -96,8 +100,6 @@ async def wait_until(
     import asyncio
     import logging
 
-    from starlette.concurrency import run_in_threadpool
-
     log = logging.getLogger("penguin12.startup")
     deadline = time.monotonic() + timeout_s
     while not await run_in_threadpool(check):
@@ -122,3 +124,27 @@ class AccessGuard:
 def guard_public_route(request: Request) -> None:
     """FastAPI dependency: the app's `AccessGuard` (set on ``app.state.guard`` at start-up)."""
     request.app.state.guard(request)
+
+
+async def connect_infrastructure(settings: ApiSettings) -> tuple[redis.Redis, JobStore]:
+    """The pre-start step both APIs share: wait for Kafka and Redis, make sure topics exist."""
+    client = redis_client(settings.state_redis_url)
+    store = JobStore(client, settings.job_retention_s)
+    await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
+    await wait_until(store.ping, "Redis", settings.startup_timeout_s)
+    await run_in_threadpool(ensure_topics, settings)
+    return client, store
+
+
+def serve(app: FastAPI, settings: ApiSettings, port: int) -> None:
+    """Run an API under uvicorn with the project's logging and tracing set up."""
+    import uvicorn
+
+    setup_tracing(settings.service_name, settings.otlp_endpoint)
+    try:
+        # Open SSE streams must not hold a shutdown (SIGTERM) for long.
+        uvicorn.run(
+            app, host=settings.host, port=port, log_config=None, timeout_graceful_shutdown=5
+        )
+    finally:
+        shutdown_tracing()

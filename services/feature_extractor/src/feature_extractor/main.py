@@ -8,8 +8,7 @@ from feature_extractor.cache import EmbeddingCache
 from feature_extractor.extraction import FeatureExtraction
 from feature_extractor.settings import FeatureExtractorSettings
 from penguin12.kafka import AsyncProducer
-from penguin12.metrics import MODEL_INFO
-from penguin12.runner import run_worker
+from penguin12.runner import run_model_worker
 from penguin12.schemas import ImageJob
 from penguin12.worker import StreamWorker
 from penguin12_model import FeatureExtractorModel, ModelSettings
@@ -39,10 +38,4 @@ def main() -> None:
     settings = FeatureExtractorSettings()
     model = FeatureExtractorModel(ModelSettings())
 
-    def build(producer: AsyncProducer) -> StreamWorker[ImageJob]:
-        model.load()
-        info = model.info
-        MODEL_INFO.labels(info.name, info.version, info.architecture, str(info.demo).lower()).set(1)
-        return build_worker(settings, model, producer)
-
-    run_worker(settings, build, extra_ready=lambda: model.ready)
+    run_model_worker(settings, model, lambda producer: build_worker(settings, model, producer))

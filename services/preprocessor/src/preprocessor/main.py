@@ -9,11 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
+from penguin12.kafka import AsyncProducer, kafka_reachable, producer_config
 from penguin12.logs import setup_logging
-from penguin12.state import JobStore, redis_client
-from penguin12.tracing import setup_tracing, shutdown_tracing
-from penguin12.web import AccessGuard, install_common, wait_until
+from penguin12.web import AccessGuard, connect_infrastructure, install_common, serve
 from preprocessor import batch
 from preprocessor.admission import Admission, BacklogMonitor
 from preprocessor.api import router
@@ -29,11 +27,7 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis_client(settings.state_redis_url)
-        store = JobStore(client, settings.job_retention_s)
-        await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
-        await wait_until(store.ping, "Redis", settings.startup_timeout_s)
-        await run_in_threadpool(ensure_topics, settings)
+        client, store = await connect_infrastructure(settings)
         delivery_ms = int(settings.delivery_timeout_s * 1000)
         producer = AsyncProducer(producer_config(settings, delivery_timeout_ms=delivery_ms))
         app.state.settings = settings
@@ -82,12 +76,6 @@ def _word(ok: bool) -> str:
 
 
 def main() -> None:
-    import uvicorn
-
     settings = PreprocessorSettings()
     setup_logging(settings.service_name, settings.log_level)
-    setup_tracing(settings.service_name, settings.otlp_endpoint)
-    try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
-    finally:
-        shutdown_tracing()
+    serve(create_app(settings), settings, settings.port)

@@ -10,12 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
+from penguin12.kafka import AsyncProducer, producer_config
 from penguin12.logs import setup_logging
 from penguin12.schemas import StatusUpdate
-from penguin12.state import JobStore, redis_client
-from penguin12.tracing import setup_tracing, shutdown_tracing
-from penguin12.web import AccessGuard, install_common, wait_until
+from penguin12.state import JobStore
+from penguin12.web import AccessGuard, connect_infrastructure, install_common, serve
 from penguin12.worker import StreamWorker
 from provenance import live, webhooks
 from provenance.api import router
@@ -31,11 +30,7 @@ def create_app(settings: ProvenanceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis_client(settings.state_redis_url)
-        store = JobStore(client, settings.job_retention_s)
-        await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
-        await wait_until(store.ping, "Redis", settings.startup_timeout_s)
-        await run_in_threadpool(ensure_topics, settings)
+        client, store = await connect_infrastructure(settings)
         hooks, dispatcher = webhooks.install_webhooks(app, client, store, settings.job_retention_s)
         worker = StreamWorker(
             settings=settings,
@@ -94,8 +89,6 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m provenance` serves; `python -m provenance rebuild` replays the status topic."""
     import argparse
 
-    import uvicorn
-
     parser = argparse.ArgumentParser(prog="python -m provenance")
     parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
     args = parser.parse_args(argv)
@@ -105,8 +98,4 @@ def main(argv: list[str] | None = None) -> None:
         store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
         rebuild_state(settings, store)
         return
-    setup_tracing(settings.service_name, settings.otlp_endpoint)
-    try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
-    finally:
-        shutdown_tracing()
+    serve(create_app(settings), settings, settings.port)
