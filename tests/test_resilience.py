@@ -122,8 +122,16 @@ def test_poison_messages_are_dead_lettered_and_fail_their_job(
             ).encode(),
         ),
         (stack.topic("status"), b"[1, 2, 3]"),
+        # Over the 1 MB record limit, yet past the broker: it compresses to almost nothing.
+        (stack.topic("preprocessed"), b"{" + b" " * 2_000_000 + b"}"),
     ]
-    producer = Producer({"bootstrap.servers": infra.bootstrap})
+    producer = Producer(
+        {
+            "bootstrap.servers": infra.bootstrap,
+            "compression.type": "lz4",
+            "message.max.bytes": 3_000_000,
+        }
+    )
     for topic, value in poison:
         producer.produce(topic, value)
     assert producer.flush(10) == 0
@@ -135,6 +143,9 @@ def test_poison_messages_are_dead_lettered_and_fail_their_job(
     assert "unsupported schema_version" in reasons
     assert "invalid FeaturesMessage" in reasons
     assert "invalid StatusUpdate: status" in reasons
+    assert "over the 1,000,000-byte limit" in reasons
+    oversized = next(d for d in dead if "byte limit" in d["penguin12.dlq.reason"])
+    assert oversized["penguin12.dlq.truncated"] == "2000002"
 
     for request_id, phrase in (
         (wrong_version, "unsupported schema_version"),
@@ -193,3 +204,57 @@ def test_readiness_reflects_dependencies(stack: Stack) -> None:
     wait_for(
         lambda: httpx.get(stack.url("provenance", "/readyz"), timeout=5).status_code == 200, 10
     )
+
+
+def test_a_reopened_job_starts_a_new_attempt_and_a_replay_agrees(infra: Infra) -> None:
+    """`dlq replay` re-opens a FAILED job; rebuilding from the log must reach the same answer."""
+    rid = str(uuid.uuid4())
+    history = [
+        StatusUpdate(
+            request_id=rid, submitted_at=1.0, status=JobStatus.PENDING, at=1.0, service="t"
+        ),
+        StatusUpdate(
+            request_id=rid,
+            submitted_at=1.0,
+            status=JobStatus.FAILED,
+            at=2.0,
+            service="t",
+            error="bug",
+        ),
+        StatusUpdate(
+            request_id=rid,
+            submitted_at=1.0,
+            status=JobStatus.PENDING,
+            at=3.0,
+            service="dlq",
+            reopen=True,
+        ),
+        StatusUpdate(
+            request_id=rid,
+            submitted_at=1.0,
+            status=JobStatus.FAILED,
+            at=2.5,
+            service="t",
+            error="late",
+        ),
+        StatusUpdate(
+            request_id=rid,
+            submitted_at=1.0,
+            status=JobStatus.PROCESSING_FEATURES,
+            at=4.0,
+            service="t",
+        ),
+    ]
+    client = redis.Redis.from_url(f"{infra.redis_url}/0")
+    for _ in range(2):  # live, then again as a rebuild from the status topic would
+        client.delete(f"penguin12:job:{rid}")
+        store = JobStore(client, retention_s=60)
+        for update in history:
+            store.apply(update)
+        state = store.get(rid)
+        assert state is not None
+        assert (state.status, state.error, state.last_updated) == (
+            JobStatus.PROCESSING_FEATURES,
+            None,
+            4.0,
+        )

@@ -71,7 +71,9 @@ def start_service(
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **ALLOCATOR_ENV, **env, "PYTHONUNBUFFERED": "1"}
+    # A native crash (librdkafka, torch) still leaves a Python stack in the log.
+    full_env = {**os.environ, **ALLOCATOR_ENV, "PYTHONFAULTHANDLER": "1", **env}
+    full_env["PYTHONUNBUFFERED"] = "1"
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", SERVICE_MODULES[kind]],

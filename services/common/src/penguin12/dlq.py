@@ -13,9 +13,10 @@ is the original record's value, byte for byte.
 source topic, so that after a fix the pipeline processes it again, and adds the header
 ``penguin12.replay.of = "<dead-letter topic>:<partition>:<offset>"`` so the re-driven record can be
 told apart in logs. A job that was marked FAILED when its record was dead-lettered is re-opened
-first: its state in Redis is reset to PENDING (keeping its ``submitted_at``) and the same PENDING
-update is published on the status topic, so that its ``status_url`` follows the new attempt to
-COMPLETED instead of staying FAILED (a terminal state is otherwise final).
+first with a PENDING status update marked ``reopen`` (applied to Redis at once and published on
+the status topic, so a state rebuild replays it too): its ``status_url`` follows the new attempt to
+COMPLETED instead of staying FAILED (a terminal state is otherwise final). Records the worker had
+to truncate (``penguin12.dlq.truncated`` header: the original was too large) cannot be replayed.
 
 Which dead-letter offsets were replayed is recorded in a Kafka consumer group of its own
 (``PENGUIN12_DLQ_REPLAYER_GROUP``, default ``penguin12-dlq-replayer``): per partition, the
@@ -48,10 +49,11 @@ from pydantic_settings import SettingsConfigDict
 from penguin12 import schemas
 from penguin12.kafka import AsyncProducer, producer_config
 from penguin12.settings import CommonSettings
+from penguin12.worker import DLQ_REASON as REASON
+from penguin12.worker import DLQ_SERVICE as SERVICE
+from penguin12.worker import DLQ_SOURCE as SOURCE
+from penguin12.worker import DLQ_TRUNCATED as TRUNCATED
 
-REASON = "penguin12.dlq.reason"
-SERVICE = "penguin12.dlq.service"
-SOURCE = "penguin12.dlq.source"
 REPLAY_OF = "penguin12.replay.of"
 _DLQ_HEADERS = frozenset({REASON, SERVICE, SOURCE, REPLAY_OF})
 # Kafka's default offset.metadata.max.bytes is 4096.
@@ -82,6 +84,10 @@ class DeadLetter:
     key: bytes | None = field(default=None, repr=False)
     value: bytes = field(default=b"", repr=False)
     headers: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
+
+    @property
+    def truncated(self) -> bool:
+        return any(name == TRUNCATED for name, _ in self.headers)
 
     @property
     def age_s(self) -> float:
@@ -358,6 +364,8 @@ def replay(
     for record in selected:
         if record.source_topic() is None:
             report.unreplayable.append((record, f"unreadable source header {record.source!r}"))
+        elif record.truncated:
+            report.unreplayable.append((record, "the dead letter holds only a truncated copy"))
         elif record.source_topic() == settings.topic_dead_letter:
             report.unreplayable.append((record, "its source is the dead-letter topic itself"))
         else:
@@ -375,9 +383,7 @@ def replay(
 
 def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
     """Reset each known job to PENDING in Redis and on the status topic (see module docstring)."""
-    import redis
-
-    from penguin12.state import KEY_PREFIX, JobStore
+    from penguin12.state import JobStore
 
     updates = {}
     for record in records:
@@ -389,17 +395,14 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
             submitted_at=submitted_at if submitted_at is not None else time.time(),
             status=schemas.JobStatus.PENDING,
             service=settings.service_name,
+            reopen=True,
         )
     if not updates:
         return
-    client = redis.Redis.from_url(
-        settings.state_redis_url, socket_timeout=5, socket_connect_timeout=2
-    )
-    store = JobStore(client, settings.job_retention_s)
+    store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
     try:
-        for request_id, update in updates.items():
-            client.delete(KEY_PREFIX + request_id)
-            store.apply(update)
+        for update in updates.values():
+            store.apply(update)  # at once, so the status_url shows the new attempt
     finally:
         store.close()
     with AsyncProducer(producer_config(settings)) as producer:

@@ -112,6 +112,51 @@ def kafka_reachable(settings: CommonSettings, timeout: float = 2.0) -> bool:
     return True
 
 
+class KafkaHealth:
+    """Whether the broker answers, probed from one thread with one long-lived admin client.
+
+    Request threads only read `up`: no metadata calls from many threads at once (librdkafka's
+    client objects do not like that while brokers come and go), and no client per probe.
+    """
+
+    def __init__(
+        self, settings: CommonSettings, every_up_s: float = 5.0, every_down_s: float = 0.5
+    ):
+        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self._every_up_s = every_up_s
+        self._every_down_s = every_down_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-health", daemon=True)
+        self.up = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def recheck(self) -> None:
+        """Probe now (e.g. a client reported every broker down)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._admin.list_topics(timeout=1.0)
+                if not self.up:
+                    log.info("Kafka is reachable again")
+                self.up = True
+            except KafkaException:
+                if self.up:
+                    log.error("Kafka is unreachable")
+                self.up = False
+            self._wake.wait(self._every_up_s if self.up else self._every_down_s)
+            self._wake.clear()
+
+
 class AsyncProducer:
     """A shared producer whose delivery reports are served by a background thread.
 
@@ -119,7 +164,8 @@ class AsyncProducer:
     The FastAPI preprocessor awaits those callbacks; workers use `flush`.
     """
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], on_brokers_down: Callable[[], None] | None = None):
+        self._on_brokers_down = on_brokers_down
         self._brokers_down = threading.Event()
         self._producer = Producer({**config, "error_cb": self._on_error})
         self._stop = threading.Event()
@@ -130,6 +176,8 @@ class AsyncProducer:
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
             log.error("all Kafka brokers are down")
             self._brokers_down.set()
+            if self._on_brokers_down is not None:
+                self._on_brokers_down()
         else:
             log.warning("Kafka client error: %s", err)
 
@@ -137,15 +185,6 @@ class AsyncProducer:
     def brokers_down(self) -> bool:
         """True from an "all brokers down" report until the broker answers again."""
         return self._brokers_down.is_set()
-
-    def probe(self, timeout: float = 1.0) -> bool:
-        """Ask the broker for metadata; clears `brokers_down` when it answers."""
-        try:
-            self._producer.list_topics(timeout=timeout)
-        except KafkaException:
-            return False
-        self._brokers_down.clear()
-        return True
 
     def _serve(self) -> None:
         while not self._stop.is_set():

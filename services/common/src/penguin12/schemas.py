@@ -105,6 +105,9 @@ class StatusUpdate(_Message):
     error: str | None = None
     # PENDING only: where to POST the final state (a webhook), as the client asked.
     callback_url: str | None = Field(default=None, max_length=2048)
+    # Re-drive a job after a fix (`python -m penguin12.dlq replay`): the one update allowed to move
+    # a job back (to PENDING); updates older than it belong to the previous attempt and are ignored.
+    reopen: bool = False
 
 
 class JobState(BaseModel):

@@ -23,12 +23,24 @@ CALLBACK_FIELD = "callback_url"
 
 _APPLY = """
 local rank = tonumber(ARGV[2])
+local at = tonumber(ARGV[4])
+local reopened = tonumber(redis.call('HGET', KEYS[1], 'reopened_at') or '-1')
+if at < reopened then
+  return 0
+end
+if ARGV[9] == '1' then
+  redis.call('HDEL', KEYS[1], 'result', 'error')
+  redis.call('HSETNX', KEYS[1], 'submitted_at', ARGV[3])
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', rank, 'last_updated', at, 'reopened_at', at)
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+  redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[8])
+  return 1
+end
 local current = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 if current >= 3 or current > rank then
   return 0
 end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_updated') or '0')
-local at = tonumber(ARGV[4])
 if current == rank and at <= last then
   return 0
 end
@@ -77,6 +89,7 @@ class JobStore:
                 update.error or "",
                 self._retention_s,
                 update.request_id,
+                "1" if update.reopen else "0",
             ],
         )
         # Live status and webhooks (issue #6): keep the callback URL with the job (also when the

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 import redis
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -83,6 +85,16 @@ def install_common(app: FastAPI, settings: ApiSettings) -> None:
             HTTP_LATENCY.labels(route=route, method=request.method).observe(
                 time.perf_counter() - started
             )
+
+    @app.exception_handler(redis.RedisError)
+    async def state_store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
+        """Redis down is an outage, not a bug: 503 with a retry hint, never a 500."""
+        logging.getLogger("penguin12.web").error("Redis unavailable: %s", exc)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "The job state store is unavailable right now; retry shortly."},
+            headers={"Retry-After": "2"},
+        )
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -11,6 +11,7 @@ Rules it keeps (the ones that make "nothing is lost" true):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from opentelemetry import context as otel_context
 
 from penguin12 import schemas, tracing
-from penguin12.kafka import AsyncProducer, DeliveryError, new_consumer
+from penguin12.kafka import MAX_RECORD_BYTES, AsyncProducer, DeliveryError, new_consumer
 from penguin12.logs import request_context
 from penguin12.metrics import BATCH_SIZE, MESSAGES, PROCESSING_LATENCY
 from penguin12.settings import CommonSettings
@@ -30,6 +31,16 @@ from penguin12.settings import CommonSettings
 log = logging.getLogger("penguin12.worker")
 
 M = TypeVar("M", bound=schemas._Message)
+
+
+# Dead-letter record headers (read back by `python -m penguin12.dlq`).
+DLQ_REASON = "penguin12.dlq.reason"
+DLQ_SERVICE = "penguin12.dlq.service"
+DLQ_SOURCE = "penguin12.dlq.source"
+DLQ_TRUNCATED = "penguin12.dlq.truncated"
+DLQ_SHA256 = "penguin12.dlq.sha256"
+# A dead letter keeps at most this much of the original value, so it always fits the topic.
+DLQ_MAX_VALUE_BYTES = 256 * 1024
 
 
 class RetryableError(RuntimeError):
@@ -144,6 +155,15 @@ class StreamWorker(Generic[M]):
         outputs: list[Output] = []
         records: list[Record[M]] = []
         for message in batch:
+            size = len(message.value() or b"")
+            if size > MAX_RECORD_BYTES:
+                outputs += self._reject(
+                    message,
+                    f"record of {size:,} bytes is over the {MAX_RECORD_BYTES:,}-byte limit",
+                    None,
+                    None,
+                )
+                continue
             try:
                 payload = schemas.decode(self.schema, message.value())
             except schemas.PoisonMessage as poison:
@@ -195,18 +215,20 @@ class StreamWorker(Generic[M]):
         MESSAGES.labels(outcome="dead_lettered").inc()
         # Keep the job's trace: the dead letter and the FAILED status continue it.
         trace_context = tracing.extract_context(message.headers())
+        value = message.value() or b""
         headers = [
             *tracing.inject_headers(trace_context),
-            ("penguin12.dlq.reason", reason.encode()),
-            ("penguin12.dlq.service", self.settings.service_name.encode()),
-            (
-                "penguin12.dlq.source",
-                f"{message.topic()}:{message.partition()}:{message.offset()}".encode(),
-            ),
+            (DLQ_REASON, reason.encode()),
+            (DLQ_SERVICE, self.settings.service_name.encode()),
+            (DLQ_SOURCE, f"{message.topic()}:{message.partition()}:{message.offset()}".encode()),
         ]
-        outputs = [
-            Output(self.settings.topic_dead_letter, message.value() or b"", request_id, headers)
-        ]
+        if len(value) > DLQ_MAX_VALUE_BYTES:
+            headers += [
+                (DLQ_TRUNCATED, str(len(value)).encode()),
+                (DLQ_SHA256, hashlib.sha256(value).hexdigest().encode()),
+            ]
+            value = value[:DLQ_MAX_VALUE_BYTES]
+        outputs = [Output(self.settings.topic_dead_letter, value, request_id, headers)]
         if request_id is not None:
             failed = schemas.StatusUpdate(
                 request_id=request_id,

@@ -15,6 +15,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from starlette.concurrency import run_in_threadpool
 
+from penguin12.kafka import KafkaHealth
 from penguin12.metrics import BACKLOG
 from preprocessor.jobs import IdempotencyRegistry
 from preprocessor.settings import PreprocessorSettings
@@ -25,8 +26,9 @@ log = logging.getLogger("penguin12.preprocessor.admission")
 class BacklogMonitor:
     """Tracks queued-but-unprocessed jobs: high watermarks minus the group's committed offsets."""
 
-    def __init__(self, settings: PreprocessorSettings):
+    def __init__(self, settings: PreprocessorSettings, health: KafkaHealth):
         self._settings = settings
+        self._health = health
         self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="backlog-monitor", daemon=True)
@@ -45,7 +47,15 @@ class BacklogMonitor:
         return limit > 0 and self.backlog > limit
 
     def _run(self) -> None:
+        was_up = True
         while not self._stop.is_set():
+            up = self._health.up
+            # No admin requests in flight while the broker is away or just back: librdkafka has
+            # aborted on admin-request timeouts racing a reconnect (see the README's known issues).
+            if not (up and was_up):
+                was_up = up
+                self._stop.wait(self._settings.backlog_check_interval_s)
+                continue
             try:
                 self.backlog = self.measure()
                 BACKLOG.labels(topic=self._settings.topic_preprocessed).set(self.backlog)

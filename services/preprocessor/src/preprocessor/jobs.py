@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from penguin12 import schemas, tracing
 from penguin12.imaging import PreparedImage
-from penguin12.kafka import AsyncProducer
+from penguin12.kafka import AsyncProducer, KafkaHealth
 from penguin12.state import JobStore
 from preprocessor.settings import PreprocessorSettings
 
@@ -27,9 +27,16 @@ class PublishFailed(RuntimeError):
 
 
 class JobPublisher:
-    def __init__(self, settings: PreprocessorSettings, producer: AsyncProducer, store: JobStore):
+    def __init__(
+        self,
+        settings: PreprocessorSettings,
+        producer: AsyncProducer,
+        store: JobStore,
+        health: KafkaHealth,
+    ):
         self._settings = settings
         self._producer = producer
+        self._health = health
         self._store = store
 
     async def publish(
@@ -54,7 +61,7 @@ class JobPublisher:
             service=self._settings.service_name,
             callback_url=callback_url,
         )
-        if self._producer.brokers_down and not await run_in_threadpool(self._producer.probe, 1.0):
+        if self._producer.brokers_down and not self._health.up:
             raise PublishFailed("Kafka is unreachable")
         with tracer.start_as_current_span(
             "publish", attributes={"penguin12.request_id": request_id}

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from penguin12.kafka import AsyncProducer, kafka_reachable, producer_config
+from penguin12.kafka import AsyncProducer, KafkaHealth, producer_config
 from penguin12.logs import setup_logging
 from penguin12.web import AccessGuard, connect_infrastructure, install_common, serve
 from preprocessor import batch
@@ -29,12 +29,17 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client, store = await connect_infrastructure(settings)
         delivery_ms = int(settings.delivery_timeout_s * 1000)
-        producer = AsyncProducer(producer_config(settings, delivery_timeout_ms=delivery_ms))
+        health = KafkaHealth(settings)
+        health.start()
+        producer = AsyncProducer(
+            producer_config(settings, delivery_timeout_ms=delivery_ms), health.recheck
+        )
+        app.state.kafka_health = health
         app.state.settings = settings
         app.state.store = store
-        app.state.publisher = JobPublisher(settings, producer, store)
+        app.state.publisher = JobPublisher(settings, producer, store, health)
         app.state.guard = AccessGuard(settings, client, scope="submit")
-        backlog = BacklogMonitor(settings)
+        backlog = BacklogMonitor(settings, health)
         backlog.start()
         app.state.admission = Admission(
             backlog, IdempotencyRegistry(client, settings.idempotency_ttl_s)
@@ -47,6 +52,7 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
         finally:
             backlog.stop()
             await run_in_threadpool(producer.close)
+            health.stop()
             store.close()
 
     app = FastAPI(
@@ -62,7 +68,7 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], summary="Readiness: Kafka and Redis reachable")
     async def readyz(request: Request, response: Response) -> dict[str, str]:
-        kafka_ok = await run_in_threadpool(kafka_reachable, settings, 1.0)
+        kafka_ok = bool(request.app.state.kafka_health.up)
         redis_ok = await run_in_threadpool(request.app.state.store.ping)
         if not (kafka_ok and redis_ok):
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

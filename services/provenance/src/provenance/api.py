@@ -29,7 +29,10 @@ RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From t
     response_model=JobState,
     response_model_exclude_none=True,
     summary="Poll a job's status",
-    responses={404: {"model": ErrorResponse, "description": "Unknown or expired request id"}},
+    responses={
+        404: {"model": ErrorResponse, "description": "Unknown or expired request id"},
+        503: {"model": ErrorResponse, "description": "State store unavailable; see Retry-After"},
+    },
 )
 async def get_status(
     request_id: RequestId,

@@ -1,0 +1,1 @@
+"""Generated hostile inputs (see `nasty.py`); nothing binary is committed."""

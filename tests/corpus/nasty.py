@@ -1,0 +1,463 @@
+"""A corpus of hostile uploads, generated in code (small, deterministic, nothing binary committed).
+
+Each entry says which answers are acceptable: 202 (a real image, processed), 413 (too many pixels
+or bytes), 415 (not a supported image by content) or 422 (empty, truncated, corrupt). A 5xx is
+never acceptable. `max_pixels` is the limit the service under test runs with; bombs declare far
+more, "just under" files stay under it.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+OK, TOO_LARGE, UNSUPPORTED, CORRUPT = 202, 413, 415, 422
+# Starlette refuses a multipart part whose headers are over its limit (an 8 KB filename).
+BAD_MULTIPART = 400
+
+
+@dataclass(frozen=True)
+class NastyFile:
+    name: str
+    data: bytes
+    expect: frozenset[int]
+    filename: str = "upload.jpg"
+    content_type: str = "image/jpeg"
+
+
+def _save(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def _noise(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    array = rng.integers(0, 256, size=(height, width, channels), dtype=np.uint8)
+    return Image.fromarray(array[..., 0] if channels == 1 else array, mode)
+
+
+# ------------------------------------------------------------------------------------ PNG
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_raw(
+    width: int,
+    height: int,
+    *,
+    bit_depth: int = 8,
+    color_type: int = 2,
+    idat: bytes | None = None,
+    extra: bytes = b"",
+) -> bytes:
+    """A hand-made PNG: IHDR as given (no sanity checks), optional chunks, IDAT, IEND."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    body = png_chunk(b"IHDR", ihdr) + extra
+    if idat is not None:
+        body += png_chunk(b"IDAT", idat)
+    return PNG_SIGNATURE + body + png_chunk(b"IEND", b"")
+
+
+def png_zero_pixels(width: int, height: int, channels: int = 3) -> bytes:
+    """A real, decodable all-black PNG whose pixels compress ~1000:1 (a zip bomb made honest)."""
+    row = b"\x00" + b"\x00" * (width * channels)
+    compressor = zlib.compressobj(9)
+    out = bytearray()
+    for _ in range(height):
+        out += compressor.compress(row)
+    out += compressor.flush()
+    color_type = {1: 0, 3: 2, 4: 6}[channels]
+    return png_raw(width, height, color_type=color_type, idat=bytes(out))
+
+
+def apng(frames: int, size: int = 16) -> bytes:
+    images = [Image.new("RGB", (size, size), (i * 40 % 256, 0, 0)) for i in range(frames)]
+    return _save(images[0], "PNG", save_all=True, append_images=images[1:], duration=50, loop=0)
+
+
+def apng_lying_frame_count() -> bytes:
+    """An APNG whose acTL claims 2^31-1 frames."""
+    data = bytearray(apng(2))
+    index = data.index(b"acTL")
+    payload = struct.pack(">II", 2**31 - 1, 0)
+    data[index + 4 : index + 12] = payload
+    data[index + 12 : index + 16] = struct.pack(">I", zlib.crc32(b"acTL" + payload))
+    return bytes(data)
+
+
+def png_text_bomb() -> bytes:
+    """A zTXt chunk that inflates to 64 MiB of zeros."""
+    text = b"Comment\x00\x00" + zlib.compress(b"\x00" * (64 << 20), 9)
+    image = _save(Image.new("RGB", (8, 8)), "PNG")
+    return image[:33] + png_chunk(b"zTXt", text) + image[33:]
+
+
+def png_huge_itxt(size: int) -> bytes:
+    text = b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + b"A" * size
+    image = _save(Image.new("RGB", (8, 8)), "PNG")
+    return image[:33] + png_chunk(b"iTXt", text) + image[33:]
+
+
+def png_many_chunks(count: int) -> bytes:
+    image = _save(Image.new("RGB", (8, 8)), "PNG")
+    junk = b"".join(png_chunk(b"tEXt", b"k\x00" + str(i).encode()) for i in range(count))
+    return image[:33] + junk + image[33:]
+
+
+# ------------------------------------------------------------------------------------ JPEG
+
+
+def jpeg_with_dimensions(width: int, height: int) -> bytes:
+    """A real tiny JPEG whose SOF0 header is patched to declare ``width`` x ``height``."""
+    data = bytearray(_save(_noise(16, 16), "JPEG", quality=80))
+    index = data.index(b"\xff\xc0")
+    data[index + 5 : index + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def jpeg_with_app1(payload: bytes, copies: int = 1) -> bytes:
+    """APP1 segments right after SOI (each at most 65533 bytes of payload)."""
+    base = _save(_noise(32, 32), "JPEG", quality=80)
+    segments = b"".join(
+        b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload for _ in range(copies)
+    )
+    return base[:2] + segments + base[2:]
+
+
+def exif_with_loop() -> bytes:
+    """An EXIF IFD whose next-IFD offset points at itself, and an ExifIFD pointer to itself."""
+    entries = [
+        (0x0112, 3, 1, 6),  # orientation: rotate
+        (0x8769, 4, 1, 8),  # ExifIFD -> offset 8 = this IFD again
+    ]
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        ifd += struct.pack("<HHII", tag, kind, count, value)
+    ifd += struct.pack("<I", 8)  # next IFD: itself
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+
+
+def exif_many_entries(count: int) -> bytes:
+    ifd = struct.pack("<H", count)
+    for i in range(count):
+        ifd += struct.pack("<HHII", 0x9000 + (i % 4096), 7, 0x7FFFFFFF, 0xFFFFFF00)
+    ifd += struct.pack("<I", 0)
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+
+
+def exif_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return _save(_noise(40, 20), "JPEG", exif=exif.tobytes())
+
+
+def jpeg_many_markers(count: int) -> bytes:
+    base = _save(_noise(16, 16), "JPEG", quality=80)
+    comments = b"".join(b"\xff\xfe" + struct.pack(">H", 3) + b"x" for _ in range(count))
+    return base[:2] + comments + base[2:]
+
+
+# ------------------------------------------------------------------------------------ WebP
+
+
+def webp_vp8_dimensions(width: int, height: int) -> bytes:
+    """A real lossy WebP whose VP8 frame header is patched to declare another size."""
+    data = bytearray(_save(_noise(16, 16), "WEBP", quality=80))
+    index = data.index(b"\x9d\x01\x2a")
+    data[index + 3 : index + 7] = struct.pack("<HH", width & 0x3FFF, height & 0x3FFF)
+    return bytes(data)
+
+
+def webp_vp8x_canvas(width: int, height: int) -> bytes:
+    """An extended (VP8X) WebP with an RGBA image inside, its canvas patched to ``width`` x ``height``."""
+    data = bytearray(_save(_noise(16, 16, "RGBA"), "WEBP", quality=80))
+    index = data.index(b"VP8X")
+    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    data[index + 12 : index + 18] = canvas
+    return bytes(data)
+
+
+def webp_animated(frames: int) -> bytes:
+    images = [Image.new("RGB", (16, 16), (0, i * 30 % 256, 0)) for i in range(frames)]
+    return _save(images[0], "WEBP", save_all=True, append_images=images[1:], duration=40)
+
+
+# ------------------------------------------------------------------------------------ BMP
+
+
+def bmp_header(width: int, height: int, bpp: int = 24, pixels: bytes = b"\x00" * 64) -> bytes:
+    dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bpp, 0, 0, 2835, 2835, 0, 0)
+    offset = 14 + len(dib)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + dib + pixels
+
+
+# ------------------------------------------------------------------------------------ corpus
+
+
+def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
+    """The whole corpus for a service running with these limits."""
+    jpeg = _save(_noise(64, 48), "JPEG", quality=85)
+    png = _save(_noise(64, 48), "PNG")
+    webp = _save(_noise(64, 48), "WEBP", quality=80)
+    bmp = _save(_noise(64, 48), "BMP")
+    side = int(max_pixels**0.5) - 1  # a square just under the pixel limit
+    zip_buffer = io.BytesIO()
+    with zipfile.ZipFile(zip_buffer, "w") as archive:
+        archive.writestr("payload.js", "alert(document.domain)")
+    zip_bytes = zip_buffer.getvalue()
+    html = b"<html><body><script>alert(document.cookie)</script></body></html>"
+
+    def f(
+        name: str,
+        data: bytes,
+        expect: set[int],
+        filename: str = "upload.jpg",
+        content_type: str = "image/jpeg",
+    ) -> NastyFile:
+        return NastyFile(name, data, frozenset(expect), filename, content_type)
+
+    return [
+        # --- pixel bombs: huge declared dimensions, tiny files
+        f("png-100000x100000-header-only", png_raw(100_000, 100_000), {TOO_LARGE}, "a.png"),
+        f("png-2^31-1-width", png_raw(2**31 - 1, 1, idat=b""), {TOO_LARGE, CORRUPT}, "a.png"),
+        f(
+            "png-65535x65535-zlib",
+            png_raw(65535, 65535, idat=zlib.compress(b"\0" * 4096)),
+            {TOO_LARGE},
+            "a.png",
+        ),
+        f("jpeg-sof-65500x65500", jpeg_with_dimensions(65500, 65500), {TOO_LARGE}),
+        f("jpeg-sof-65535x1", jpeg_with_dimensions(65535, 1), {OK, CORRUPT}),
+        f(
+            "webp-vp8-16383x16383",
+            webp_vp8_dimensions(16383, 16383),
+            {TOO_LARGE, CORRUPT},
+            "a.webp",
+        ),
+        f(
+            "webp-vp8x-canvas-16Mx16M",
+            webp_vp8x_canvas(1 << 24, 1 << 24),
+            {TOO_LARGE, CORRUPT},
+            "a.webp",
+        ),
+        f("bmp-100000x100000", bmp_header(100_000, 100_000), {TOO_LARGE}, "a.bmp"),
+        f("bmp-top-down-huge", bmp_header(50_000, -50_000), {TOO_LARGE}, "a.bmp"),
+        f("bmp-1xint32max", bmp_header(1, 2**31 - 1), {TOO_LARGE}, "a.bmp"),
+        # --- real decompression bombs kept just under the limit: must decode, bounded memory
+        f("png-zeros-just-under-limit", png_zero_pixels(side, side), {OK}, "a.png"),
+        f("png-zeros-rgba-just-under-limit", png_zero_pixels(side, side, 4), {OK}, "a.png"),
+        f("png-zeros-just-over-limit", png_zero_pixels(side + 2, side + 2), {TOO_LARGE}, "a.png"),
+        f(
+            "jpeg-flat-just-under-limit",
+            _save(Image.new("RGB", (side, side), (9, 9, 9)), "JPEG"),
+            {OK},
+        ),
+        f(
+            "png-16bit-just-under-limit",
+            _save(Image.new("I;16", (side, side), 1234), "PNG"),
+            {OK},
+            "a.png",
+        ),
+        # --- zero-size dimensions (hand-made headers)
+        f("png-0x0", png_raw(0, 0, idat=zlib.compress(b"")), {CORRUPT, UNSUPPORTED}, "a.png"),
+        f("png-0x10", png_raw(0, 10, idat=zlib.compress(b"")), {CORRUPT, UNSUPPORTED}, "a.png"),
+        f("bmp-0x0", bmp_header(0, 0, pixels=b""), {CORRUPT, UNSUPPORTED}, "a.bmp"),
+        f("jpeg-sof-0x0", jpeg_with_dimensions(0, 0), {CORRUPT, UNSUPPORTED}),
+        f("webp-vp8-0x0", webp_vp8_dimensions(0, 0), {CORRUPT}, "a.webp"),
+        # --- truncated and corrupt
+        f("empty", b"", {CORRUPT}),
+        f("jpeg-soi-only", b"\xff\xd8\xff", {CORRUPT, UNSUPPORTED}),
+        f("jpeg-half", jpeg[: len(jpeg) // 2], {CORRUPT}),
+        f("jpeg-no-eoi", jpeg[:-2], {OK, CORRUPT}),
+        f("png-half", png[: len(png) // 2], {CORRUPT}, "a.png"),
+        f("png-ihdr-only", png[:33], {CORRUPT, UNSUPPORTED}, "a.png"),
+        f("png-bad-crc", png[:29] + b"\0\0\0\0" + png[33:], {CORRUPT, UNSUPPORTED}, "a.png"),
+        f(
+            "png-bad-bit-depth",
+            png_raw(8, 8, bit_depth=7, idat=zlib.compress(b"")),
+            {CORRUPT, UNSUPPORTED},
+            "a.png",
+        ),
+        f("webp-half", webp[: len(webp) // 2], {CORRUPT}, "a.webp"),
+        f("webp-riff-only", b"RIFF\x00\x00\x00\x00WEBP", {CORRUPT, UNSUPPORTED}, "a.webp"),
+        f("bmp-half", bmp[: len(bmp) // 2], {CORRUPT}, "a.bmp"),
+        f(
+            "bmp-offset-past-end",
+            bmp_header(8, 8, pixels=b"")[:10]
+            + struct.pack("<I", 10**9)
+            + bmp_header(8, 8, pixels=b"")[14:],
+            {CORRUPT},
+            "a.bmp",
+        ),
+        f("bmp-bpp-13", bmp_header(8, 8, bpp=13), {CORRUPT, UNSUPPORTED}, "a.bmp"),
+        # --- polyglots and appended payloads (the image part is real: processed, never echoed)
+        f("jpeg+zip", jpeg + zip_bytes, {OK}),
+        f("jpeg+html", jpeg + html, {OK}, "a.html", "text/html"),
+        f("png+zip", png + zip_bytes, {OK}, "a.png"),
+        f(
+            "jpeg-php-comment",
+            jpeg[:2] + b"\xff\xfe\x00\x20<?php system($_GET['c']); ?>\x00\x00" + jpeg[2:],
+            {OK},
+        ),
+        f(
+            "gif-js-polyglot",
+            b"GIF89a/*\x01\x00\x01\x00\x00\x00\x00*/=1;alert(document.domain);//"
+            + b"\x00" * 16
+            + b";",
+            {UNSUPPORTED},
+            "a.gif",
+            "image/gif",
+        ),
+        f("real-gif", _save(Image.new("P", (8, 8)), "GIF"), {UNSUPPORTED}, "a.gif", "image/gif"),
+        f("html-as-png", html, {UNSUPPORTED}, "a.png", "image/png"),
+        f(
+            "svg-script",
+            b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>',
+            {UNSUPPORTED},
+            "a.svg",
+            "image/svg+xml",
+        ),
+        f("zip-as-jpg", zip_bytes, {UNSUPPORTED}),
+        f("pdf-as-jpg", b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", {UNSUPPORTED}),
+        f(
+            "exe-as-png",
+            b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00",
+            {UNSUPPORTED},
+            "a.png",
+            "image/png",
+        ),
+        f("tiff", _save(Image.new("RGB", (8, 8)), "TIFF"), {UNSUPPORTED}, "a.tif", "image/tiff"),
+        f("ico", _save(Image.new("RGB", (16, 16)), "ICO"), {UNSUPPORTED}, "a.ico", "image/x-icon"),
+        f("random-bytes", np.random.default_rng(1).bytes(4096), {UNSUPPORTED}),
+        # --- metadata abuse
+        f("jpeg-exif-64k-junk", jpeg_with_app1(b"Exif\x00\x00" + b"\xab" * 65000), {OK}),
+        f("jpeg-exif-60-segments", jpeg_with_app1(b"Exif\x00\x00" + b"\xcd" * 65000, 60), {OK}),
+        f("jpeg-exif-ifd-loop", jpeg_with_app1(exif_with_loop()), {OK}),
+        f("jpeg-exif-4000-entries", jpeg_with_app1(exif_many_entries(4000)), {OK}),
+        f("jpeg-exif-orientation-0", exif_orientation(0), {OK}),
+        f("jpeg-exif-orientation-9", exif_orientation(9), {OK}),
+        f("jpeg-exif-orientation-8", exif_orientation(8), {OK}),
+        f("jpeg-10000-comments", jpeg_many_markers(10_000), {OK}),
+        f("png-ztxt-bomb-64MiB", png_text_bomb(), {OK, CORRUPT}, "a.png"),
+        f("png-itxt-4MiB", png_huge_itxt(4 << 20), {OK, CORRUPT}, "a.png"),
+        f("png-20000-text-chunks", png_many_chunks(20_000), {OK, CORRUPT}, "a.png"),
+        # --- animation
+        f("apng-3-frames", apng(3), {OK}, "a.png"),
+        f("apng-300-frames", apng(300, 8), {OK}, "a.png"),
+        f("apng-lying-frame-count", apng_lying_frame_count(), {OK, CORRUPT}, "a.png"),
+        f("webp-animated-5", webp_animated(5), {OK}, "a.webp"),
+        # --- bit depths and palettes
+        f(
+            "png-16bit-gray",
+            _save(Image.fromarray(np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16), "PNG"),
+            {OK},
+            "a.png",
+        ),
+        f(
+            "png-16bit-rgb",
+            png_raw(
+                8,
+                8,
+                bit_depth=16,
+                color_type=2,
+                idat=zlib.compress((b"\x00" + b"\xff\x00" * 24) * 8),
+            ),
+            {OK},
+            "a.png",
+        ),
+        f(
+            "png-16bit-rgba",
+            png_raw(
+                8,
+                8,
+                bit_depth=16,
+                color_type=6,
+                idat=zlib.compress((b"\x00" + b"\x12\x34" * 32) * 8),
+            ),
+            {OK},
+            "a.png",
+        ),
+        f(
+            "png-16bit-gray-alpha",
+            png_raw(
+                8,
+                8,
+                bit_depth=16,
+                color_type=4,
+                idat=zlib.compress((b"\x00" + b"\x80\x00" * 16) * 8),
+            ),
+            {OK},
+            "a.png",
+        ),
+        f("png-constant-16bit", _save(Image.new("I;16", (32, 32), 65535), "PNG"), {OK}, "a.png"),
+        f("png-palette", _save(_noise(32, 32).convert("P"), "PNG"), {OK}, "a.png"),
+        f(
+            "png-palette-trns",
+            _save(Image.new("P", (16, 16)), "PNG", transparency=0),
+            {OK},
+            "a.png",
+        ),
+        f("png-1bit", _save(Image.new("1", (33, 17), 1), "PNG"), {OK}, "a.png"),
+        f(
+            "png-palette-index-out-of-range",
+            png_raw(
+                4,
+                4,
+                bit_depth=8,
+                color_type=3,
+                idat=zlib.compress((b"\x00" + b"\xff" * 4) * 4),
+                extra=png_chunk(b"PLTE", b"\x00\x00\x00"),
+            ),
+            {OK, CORRUPT},
+            "a.png",
+        ),
+        f(
+            "png-palette-missing-plte",
+            png_raw(
+                4, 4, bit_depth=8, color_type=3, idat=zlib.compress((b"\x00" + b"\x01" * 4) * 4)
+            ),
+            {OK, CORRUPT},
+            "a.png",
+        ),
+        f("bmp-palette-8bit", _save(_noise(30, 10).convert("P"), "BMP"), {OK}, "a.bmp"),
+        f("bmp-1bit", _save(Image.new("1", (9, 9)), "BMP"), {OK}, "a.bmp"),
+        f("bmp-32bit-rgba", _save(_noise(16, 16, "RGBA"), "BMP"), {OK, UNSUPPORTED}, "a.bmp"),
+        f("jpeg-cmyk", _save(Image.new("CMYK", (16, 16), (0, 255, 0, 0)), "JPEG"), {OK}),
+        f("jpeg-gray", _save(_noise(16, 16, "L"), "JPEG"), {OK}),
+        f("jpeg-progressive", _save(_noise(64, 64), "JPEG", progressive=True), {OK}),
+        f(
+            "webp-lossless-rgba",
+            _save(_noise(16, 16, "RGBA"), "WEBP", lossless=True),
+            {OK},
+            "a.webp",
+        ),
+        f("png-1x1", _save(Image.new("RGB", (1, 1)), "PNG"), {OK}, "a.png"),
+        f("png-1x20000-strip", _save(Image.new("RGB", (1, 20000)), "PNG"), {OK}, "a.png"),
+        # --- wrong or hostile names and media types (the content decides)
+        f("png-named-jpg", png, {OK}, "photo.jpg", "image/jpeg"),
+        f("jpeg-named-exe", jpeg, {OK}, "setup.exe", "application/x-msdownload"),
+        f("jpeg-path-traversal-name", jpeg, {OK}, "../../../../etc/passwd", "image/jpeg"),
+        f(
+            "jpeg-long-unicode-name",
+            jpeg,
+            {OK, BAD_MULTIPART},
+            "\u202ejpg.exe" + "\u00e9" * 4000,
+            "image/jpeg",
+        ),
+        f("jpeg-no-content-type", jpeg, {OK}, "a", "application/octet-stream"),
+        # --- size limit
+        f("over-upload-limit", jpeg + b"\0" * (max_upload_bytes + 1 - len(jpeg)), {TOO_LARGE}),
+    ]

@@ -1,0 +1,141 @@
+"""The dead-letter tool on the real broker: list what failed and why, then re-drive it after a fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Stack, wait_for
+from penguin12.dlq import DlqSettings, parse_since, read_replay_log
+from penguin12_devstack.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny bundle: same architecture, other weights, so another model version."""
+    from penguin12_model import generate_demo_bundle
+
+    return generate_demo_bundle(
+        tmp_path_factory.mktemp("model-b") / "demo-tiny-1", architecture="tiny", seed=1
+    )
+
+
+def dlq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        **stack.env,
+        "PENGUIN12_DLQ_REPLAYER_GROUP": f"dlq-replayer-{stack.suffix}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "penguin12.dlq", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def dlq_json(stack: Stack, *args: str) -> Any:
+    result = dlq(stack, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def dlq_list(stack: Stack) -> list[dict[str, Any]]:
+    result = dlq(stack, "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_list_then_replay_after_a_fix_completes_the_job(
+    make_stack: Callable[..., Stack], other_model_dir: Path, photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="1")
+    stack.ports["provenance"] = free_port()
+    for name in ("provenance", "preprocessor", "feature_extractor-0"):
+        stack.start(name, wait=False)
+    # The fault: a classifier deployed with another model than the feature extractor.
+    stack.extra_env["PENGUIN12_MODEL_DIR"] = str(other_model_dir)
+    stack.start("classifier", wait=False)
+    for proc in stack.processes.values():
+        proc.wait_ready(120)
+
+    response = stack.submit(photos["chelsea.jpg"])
+    assert response.status_code == 202, response.text
+    request_id = response.json()["request_id"]
+    failed = stack.wait_final(request_id)
+    assert failed["status"] == "FAILED"
+    assert "features come from model" in failed["error"], failed
+
+    # `list` tells what failed, where and why, in plain words.
+    records = wait_for(lambda: dlq_list(stack), 30, 0.5, "the dead letter to be listed")
+    assert len(records) == 1, records
+    record = records[0]
+    assert record["request_id"] == request_id
+    assert record["service"] == "classifier"
+    assert record["source"].startswith(stack.topic("features") + ":")
+    assert "features come from model" in record["reason"]
+    assert record["replayed"] is False
+    assert 0 <= record["age_s"] < 120
+    human = dlq(stack, "list")
+    assert human.returncode == 0 and request_id in human.stdout and "REASON" in human.stdout
+
+    # A filter that matches nothing replays nothing; a dry run replays nothing either.
+    none = dlq_json(stack, "replay", "--reason-contains", "no such reason")
+    assert none["selected"] == [] and none["replayed"] == []
+    dry = dlq_json(stack, "replay", "--reason-contains", "FEATURES COME FROM", "--dry-run")
+    assert [r["request_id"] for r in dry["selected"]] == [request_id]
+    assert dry["replayed"] == [] and dry["dry_run"] is True
+
+    # The fix: the classifier runs the feature extractor's model again. Then re-drive.
+    stack.processes["classifier"].stop()
+    stack.extra_env.pop("PENGUIN12_MODEL_DIR")
+    stack.start("classifier")
+    report = dlq_json(stack, "replay", "--reason-contains", "features come from", "--since", "10m")
+    assert report["replayed"] == [f"{record['partition']}:{record['offset']}"], report
+
+    final = stack.wait_final(request_id, timeout=60)
+    assert final["status"] == "COMPLETED", final
+    assert final["result"]["prediction"] in ("REAL", "FAKE")
+    assert "error" not in final
+
+    # Replayed once: the replayer's consumer group remembers it, whatever the filter.
+    again = dlq_json(stack, "replay")
+    assert again["replayed"] == [] and again["skipped_already_replayed"] == 1, again
+    assert [r["replayed"] for r in dlq_list(stack)] == [True]
+    settings = DlqSettings(
+        kafka_bootstrap=stack.infra.bootstrap,
+        topic_dead_letter=stack.topic("dead-letter"),
+        dlq_replayer_group=f"dlq-replayer-{stack.suffix}",
+    )
+    assert read_replay_log(settings).replayed(record["partition"], record["offset"])
+
+
+def test_replay_log_is_exact_under_filters() -> None:
+    from penguin12.dlq import ReplayLog, _decode_ranges
+
+    log = ReplayLog(floors={0: 3}, above={})
+    for offset in (3, 4, 7, 9, 10):
+        log.add(0, offset)
+    [commit] = log.commits("dlq")
+    assert commit.offset == 5  # 0..4 replayed
+    assert _decode_ranges(commit.metadata) == [(7, 7), (9, 10)]
+    reread = ReplayLog({0: commit.offset}, {0: {7, 9, 10}})
+    assert [o for o in range(12) if reread.replayed(0, o)] == [0, 1, 2, 3, 4, 7, 9, 10]
+
+
+def test_since_accepts_durations_iso_and_epoch() -> None:
+    now = 1_000_000.0
+    assert parse_since("90s", now) == now - 90
+    assert parse_since("2h", now) == now - 7200
+    assert parse_since("1d", now) == now - 86400
+    assert parse_since("12345.5", now) == 12345.5
+    assert parse_since("2026-01-01T00:00:00Z", now) == 1767225600.0
