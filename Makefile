@@ -5,7 +5,7 @@ export UV_LINK_MODE ?= copy
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help setup run stop status logs test lint typecheck test-only bench bench-full clean
+.PHONY: help setup run stop status logs test lint typecheck test-only bench bench-full clean chaos audit
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,7 @@ typecheck: ## Mypy over every service and the shared package
 test-only: ## Run the test suite (starts its own Kafka and Redis on free ports)
 	@$(RUN) pytest
 
-test: setup lint typecheck test-only ## Lint, type check and the whole test suite
+test: setup lint typecheck audit test-only ## Lint, type check, dependency audit and the whole test suite
 
 bench: setup ## Benchmarks, quick (a few minutes): bare limit, pipeline, ingest, vs sync, latency, growth
 	@$(RUN) python -m bench.run_all
@@ -46,7 +46,6 @@ bench-full: setup ## Benchmarks, report mode (longer): the figures published in 
 clean: stop ## Stop, then remove local run state (.run/); caches in .cache/ are kept
 	@rm -rf .run
 
-.PHONY: chaos audit
 
 chaos: ## Faults, load and poison against the local stack (starts it); CHAOS_FULL=1 for the long run
 	@$(RUN) python chaos/run.py

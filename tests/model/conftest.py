@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,34 @@ def write_bundle(
     if with_config:
         (dest / "config.json").write_text(json.dumps(config.model_dump(mode="json")))
     return dest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_thread() -> Iterator[None]:
+    """One intra-op thread (torch, and so ONNX Runtime): on a busy 2-core box two OpenMP
+    threads that wait on each other at every op barrier are several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One model cache (demo bundles, ONNX exports) for the whole session: exports are keyed
+    by bundle version, so tests loading the same weights reuse them instead of re-exporting."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(autouse=True)
+def _model_env(model_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never write to the working tree's .cache; ignore PENGUIN12_MODEL_* of the caller."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("PENGUIN12_MODEL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PENGUIN12_MODEL_CACHE_DIR", str(model_cache))
 
 
 @pytest.fixture

@@ -48,8 +48,8 @@ def test_embed_shapes_and_values(make_bundle: BundleFactory) -> None:
 def test_channels_last_matches_contiguous(make_bundle: BundleFactory) -> None:
     bundle = make_bundle()
     imgs = _images(2, seed=1)
-    a = _loaded(FeatureExtractorModel, bundle, channels_last=True).embed(imgs)
-    b = _loaded(FeatureExtractorModel, bundle, channels_last=False).embed(imgs)
+    a = _loaded(FeatureExtractorModel, bundle, channels_last=True, runtime="torch").embed(imgs)
+    b = _loaded(FeatureExtractorModel, bundle, channels_last=False, runtime="torch").embed(imgs)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -149,9 +149,10 @@ def test_head_shape_mismatch_is_reported(make_bundle: BundleFactory) -> None:
         _loaded(ClassifierModel, make_bundle(head_state=head))
 
 
-def test_demo_bundle_efficientnet_b0(tmp_path: Path) -> None:
-    """The default demo architecture end to end (the one place we pay for a real CNN)."""
-    settings = ModelSettings(source="demo", cache_dir=tmp_path)
+def test_demo_bundle_efficientnet_b0(model_cache: Path) -> None:
+    """The default demo architecture end to end (the one place we pay for a real CNN; the
+    session cache shares its ONNX export with test_model_runtime)."""
+    settings = ModelSettings(source="demo", cache_dir=model_cache)
     fe, clf = FeatureExtractorModel(settings), ClassifierModel(settings)
     fe.load()
     clf.load()

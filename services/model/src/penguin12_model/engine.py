@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Literal
 
 import numpy as np
 import pydantic
@@ -13,6 +14,7 @@ from pydantic import ConfigDict
 from torch import nn
 
 from .config import BundleConfig
+from .errors import ModelLoadError
 from .head import align_head_state_dict, build_head
 from .loading import (
     ModelSettings,
@@ -21,9 +23,40 @@ from .loading import (
     load_state_dict,
     load_weights_strict,
 )
+from .onnx_runtime import (
+    NormalizedBackbone,
+    OnnxBackbone,
+    load_onnx_backbone,
+    onnxruntime_available,
+)
 from .registry import build_backbone, canonicalize_backbone_state_dict
 
 logger = logging.getLogger("penguin12.model")
+
+Runtime = Literal["torch", "onnxruntime"]
+
+#: ONNX Runtime is used only if, on a fixed random batch at load, its embeddings differ from
+#: torch eager's by at most this fraction of the largest torch output (max |ort - torch| /
+#: max |torch|). Measured: ~1e-6 (tiny and efficientnet_b0, random weights; see
+#: docs/model-performance.md), so 1e-4 leaves room for other CPUs without hiding real bugs
+#: (a wrong normalisation or layout gives errors of order 1).
+ORT_SELF_CHECK_TOLERANCE = 1e-4
+_SELF_CHECK_BATCH = 2
+_SELF_CHECK_SEED = 20240611
+
+
+def relative_max_error(got: np.ndarray, reference: np.ndarray) -> float:
+    """max |got - reference| / max |reference| (the absolute error if the reference is all 0)."""
+    if got.shape != reference.shape:
+        return float("inf")
+    diff = np.abs(got.astype(np.float64) - reference.astype(np.float64))
+    if diff.size == 0:
+        return 0.0
+    if not np.isfinite(diff).all():
+        return float("inf")
+    scale = float(np.abs(reference).max())
+    worst = float(diff.max())
+    return worst / scale if scale > 0 else worst
 
 
 class ModelInfo(pydantic.BaseModel):
@@ -91,16 +124,36 @@ class _BundleModel:
 
 
 class FeatureExtractorModel(_BundleModel):
-    """Backbone: uint8 RGB images -> float32 embeddings."""
+    """Backbone: uint8 RGB images -> float32 embeddings.
+
+    torch reads and checks the weights; inference then runs on ONNX Runtime when
+    ``settings.runtime`` allows it and its output matches torch's at load (see
+    :data:`ORT_SELF_CHECK_TOLERANCE`), else on torch eager.
+    """
 
     _model: nn.Module
     _scale: torch.Tensor
     _shift: torch.Tensor
 
+    def __init__(self, settings: ModelSettings | None = None) -> None:
+        super().__init__(settings)
+        self._onnx: OnnxBackbone | None = None
+        self._runtime: Runtime | None = None
+        #: max relative difference ONNX Runtime vs torch measured by the load-time check.
+        self.self_check_error: float | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime actually serving ``embed``: ``"onnxruntime"`` or ``"torch"``."""
+        if self._runtime is None:
+            raise RuntimeError(f"{type(self).__name__} is not loaded; call load() first")
+        return self._runtime
+
     def load(self) -> None:
-        """Build the backbone and load its weights strictly (any mismatch raises)."""
+        """Build the backbone, load its weights strictly (any mismatch raises), pick a runtime."""
         started = time.perf_counter()
         self.ready = False
+        self._onnx, self._runtime, self.self_check_error = None, None, None
         bundle = self._resolve()
         cfg = bundle.config
         model = build_backbone(cfg.architecture)
@@ -111,27 +164,90 @@ class FeatureExtractorModel(_BundleModel):
             model, state_dict, f"backbone {cfg.architecture!r} ({bundle.backbone_path})"
         )
         model.eval().requires_grad_(False)
-        if self.settings.channels_last:
-            model = model.to(memory_format=torch.channels_last)
         # (x/255 - mean)/std folded into one multiply-add.
         std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
         mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._scale = 1.0 / (255.0 * std)
         self._shift = mean / std
-        self._model = model
         self._bundle = bundle
-        with torch.inference_mode():  # warm-up: first oneDNN call pays kernel setup
-            self._forward(np.zeros((1, cfg.input_size, cfg.input_size, 3), dtype=np.uint8))
+
+        if self.settings.runtime != "torch":
+            self._onnx = self._load_onnxruntime(model, bundle)
+        if self._onnx is not None:
+            self._runtime = "onnxruntime"
+            self._onnx.run(np.zeros((1, cfg.input_size, cfg.input_size, 3), dtype=np.uint8))
+        else:
+            self._runtime = "torch"
+            if self.settings.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            self._model = model
+            with torch.inference_mode():  # warm-up: first oneDNN call pays kernel setup
+                self._forward(np.zeros((1, cfg.input_size, cfg.input_size, 3), dtype=np.uint8))
         self.ready = True
         logger.info(
-            "feature extractor ready: %s version=%s arch=%s threads=%d channels_last=%s (%.2fs)",
+            "feature extractor ready: %s version=%s arch=%s runtime=%s threads=%d%s (%.2fs)",
             cfg.name,
             bundle.version,
             cfg.architecture,
-            torch.get_num_threads(),
-            self.settings.channels_last,
+            self._runtime,
+            self._onnx.num_threads if self._onnx is not None else torch.get_num_threads(),
+            f" channels_last={self.settings.channels_last}" if self._onnx is None else "",
             time.perf_counter() - started,
         )
+
+    def _threads(self) -> int:
+        return self.settings.num_threads or torch.get_num_threads()
+
+    def _load_onnxruntime(self, model: nn.Module, bundle: ResolvedBundle) -> OnnxBackbone | None:
+        """Export (or reuse) and check the ONNX backbone; None means "use torch" (auto only)."""
+        explicit = self.settings.runtime == "onnxruntime"
+        if not onnxruntime_available():
+            if explicit:
+                raise ModelLoadError(
+                    "runtime=onnxruntime but onnxruntime/onnx are not installed "
+                    "(pip install onnxruntime onnx), or set PENGUIN12_MODEL_RUNTIME=torch"
+                )
+            logger.warning("onnxruntime is not installed: running the backbone on torch eager")
+            return None
+        module = NormalizedBackbone(model, self._scale, self._shift).eval()
+        try:
+            onnx, exported = load_onnx_backbone(
+                module, bundle, self.settings.cache_dir, self._threads()
+            )
+            size = bundle.config.input_size
+            images = np.random.default_rng(_SELF_CHECK_SEED).integers(
+                0, 256, (_SELF_CHECK_BATCH, size, size, 3), dtype=np.uint8
+            )
+            with torch.inference_mode():
+                reference = module(torch.from_numpy(images)).numpy()
+            error = relative_max_error(onnx.run(images), reference)
+        except Exception as exc:
+            if explicit:
+                raise ModelLoadError(f"runtime=onnxruntime could not be set up: {exc}") from exc
+            logger.warning(
+                "ONNX Runtime unavailable for %s (%s: %s): running the backbone on torch eager",
+                bundle.config.architecture,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        self.self_check_error = error
+        if error > ORT_SELF_CHECK_TOLERANCE:
+            message = (
+                f"ONNX Runtime embeddings differ from torch by {error:.3g} of the output scale "
+                f"(tolerance {ORT_SELF_CHECK_TOLERANCE:g}) for {bundle.config.architecture} "
+                f"version {bundle.version}"
+            )
+            if explicit:
+                raise ModelLoadError(message)
+            logger.warning("%s: running the backbone on torch eager instead", message)
+            return None
+        logger.info(
+            "ONNX Runtime backbone %s (self-check vs torch: max relative error %.2g)",
+            "exported" if exported else "loaded from cache",
+            error,
+        )
+        return onnx
 
     def _forward(self, images: np.ndarray) -> torch.Tensor:
         if not images.flags.writeable:  # e.g. np.frombuffer over a Kafka payload
@@ -163,6 +279,8 @@ class FeatureExtractorModel(_BundleModel):
             raise ValueError(f"images must be uint8 in 0..255, got dtype {images.dtype}")
         if images.shape[0] == 0:
             return np.zeros((0, cfg.embedding_dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.run(images)
         with torch.inference_mode():
             out = self._forward(images)
         return np.ascontiguousarray(out.numpy(), dtype=np.float32)

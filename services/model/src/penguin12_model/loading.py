@@ -81,6 +81,14 @@ class ModelSettings(BaseSettings):
     channels_last: bool = Field(
         True, description="Run conv backbones in channels_last (measured faster on CPU)."
     )
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto",
+        description=(
+            "Backbone execution: onnxruntime = the bundle exported to ONNX (cached per version "
+            "under cache_dir/onnx) and checked against torch at load; torch = eager torch; "
+            "auto = onnxruntime when installed and its load-time check passes, else torch."
+        ),
+    )
 
     @field_validator("dir", mode="before")
     @classmethod
