@@ -145,6 +145,7 @@ def ensure_kafka_jars(cache_dir: Path) -> Path:
     and editing the POM triggers a fresh fetch. Maven writes into a temporary dir that is
     renamed into place, under a file lock, so concurrent sessions never see half a set.
     """
+    cache_dir = Path(cache_dir).resolve()  # Maven resolves relative paths against the POM's dir
     pom = _pom_path()
     version = kafka_version()
     stamp = f"kafka_2.13 {version}\npom-sha256 {hashlib.sha256(pom.read_bytes()).hexdigest()}\n"

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -203,6 +204,14 @@ class Scored:
         return out
 
 
+def _natural(path: Path) -> tuple[tuple[int, int, str], ...]:
+    """img2 before img10."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", str(path))
+    )
+
+
 def find_images(paths: Iterable[Path]) -> list[Path | tuple[Path, str]]:
     """Files to score, in order: folders searched recursively for image suffixes (sorted);
     explicit files are kept whatever their suffix; missing paths become (path, error)."""
@@ -211,7 +220,7 @@ def find_images(paths: Iterable[Path]) -> list[Path | tuple[Path, str]]:
         if path.is_dir():
             found.extend(
                 p
-                for p in sorted(path.rglob("*"))
+                for p in sorted(path.rglob("*"), key=_natural)
                 if p.is_file()
                 and p.suffix.lower() in IMAGE_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
