@@ -3,6 +3,7 @@ ports, and helpers that run the four services as real processes on unique topics
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +20,8 @@ from penguin12_devstack.redis_server import start_redis
 from penguin12_devstack.services import ServiceProcess, start_service
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+# The six real photographs beside the checkout (../shared/data/photos), or PENGUIN12_PHOTOS.
+PHOTOS = Path(os.environ.get("PENGUIN12_PHOTOS", ROOT.parent / "shared" / "data" / "photos"))
 
 
 def wait_for(
@@ -216,4 +218,9 @@ def stack(
 
 @pytest.fixture(scope="session")
 def photos() -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))}
+    found = {p.name: p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))}
+    if len(found) < 6:
+        pytest.fail(
+            f"the test photographs are missing: expected six JPEGs in {PHOTOS}", pytrace=False
+        )
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import runpy
 import shutil
 import sys
@@ -22,7 +23,12 @@ from penguin12_model.evaluation import (
     roc_curve,
 )
 
-PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos"
+PHOTOS = Path(
+    os.environ.get(
+        "PENGUIN12_PHOTOS",
+        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "photos",
+    )
+)
 N_REAL, N_FAKE = 6, 4
 
 

@@ -1,0 +1,1 @@
+"""Penguin12 benchmarks: `make bench` (quick) and `make bench-full` (report). See bench/README.md."""

@@ -1,0 +1,170 @@
+"""Scenario 2 — our pipeline, saturated: completed images/s through the public API.
+
+Closed-loop load of real, unique JPEGs (100-300 KB, several sizes: the embedding cache never hits)
+through POST /v1/infer until each job is COMPLETED, with 1 and then 2 feature_extractor
+processes. The completion rate is compared with the bare-work limit of scenario 1
+(bench/results/1_bare_work.json). Target: ratio >= 0.85.
+
+    uv run python -m bench.pipeline_saturated [--full] [--clients 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from bench.common import Result, Target, load_result, log, parse_args, wait_quiet
+from bench.corpus import describe, load_corpus
+from bench.load import build_bodies, closed_loop, observe_window
+from bench.stack import BenchStack, StatusWatcher, infra
+
+SCENARIO = "2_pipeline_saturated"
+TARGET_RATIO = 0.85
+
+
+def _add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=64, help="concurrent closed-loop users")
+    parser.add_argument(
+        "--extractors", default="1,2", help="feature_extractor process counts to measure"
+    )
+    parser.add_argument(
+        "--threads",
+        default=None,
+        help="also measure with PENGUIN12_MODEL_NUM_THREADS set to these values, e.g. 1 "
+        "(default: none in quick mode, 1 in full mode)",
+    )
+
+
+async def measure(
+    stack: BenchStack,
+    bodies: list[tuple[str, bytes]],
+    *,
+    clients: int,
+    warmup_s: float,
+    measure_s: float,
+    wait: str = "longpoll",
+) -> dict[str, Any]:
+    watcher = StatusWatcher(stack.infra.bootstrap, stack.topic_status)
+    try:
+        observed = asyncio.create_task(observe_window(stack, warmup_s, measure_s))
+        load = await closed_loop(
+            stack,
+            watcher,
+            bodies,
+            clients=clients,
+            warmup_s=warmup_s,
+            measure_s=measure_s,
+            wait=wait,
+        )
+        window = await observed
+    finally:
+        watcher.close()
+    run = {**load.as_dict(), **window, "wait": wait}
+    # CPU the system (services, Kafka, Redis: not the load generator) spent per completed image.
+    cpu = window["cpu"]
+    system_cores = sum(v for k, v in cpu["cpu_cores_by_process"].items() if k != "bench")
+    done = load.completed_in_window
+    run["system_cpu_ms_per_image"] = (
+        round(1e3 * system_cores * cpu["window_s"] / done, 2) if done else None
+    )
+    return run
+
+
+def main() -> None:
+    args, mode = parse_args(__doc__ or "", _add_args)
+    result = Result(SCENARIO, "Our pipeline, saturated (closed loop, unique images)", mode)
+    warmup_s, measure_s = mode.pick(5.0, 12.0), mode.pick(15.0, 45.0)
+    corpus = load_corpus(mode.pick(1000, 3000))
+    bodies = build_bodies(corpus)
+    bare = load_result("1_bare_work")
+    limit = bare["figures"]["images_per_s"] if bare else None
+    counts = [int(x) for x in args.extractors.split(",")]
+    result.config = {
+        "corpus": describe(corpus),
+        "clients": args.clients,
+        "warmup_s": warmup_s,
+        "measure_s": measure_s,
+        "feature_extractors": counts,
+        "model": "efficientnet_b0 demo bundle; runtime and threads: the engine's defaults",
+        "bare_limit_images_per_s": limit,
+        "bare_limit_from": bare["machine"]["date_utc"] if bare else None,
+    }
+    # (label, feature extractors, extra service environment)
+    variants: list[tuple[str, int, dict[str, str]]] = [(f"fe{n}", n, {}) for n in counts]
+    threads = args.threads if args.threads is not None else mode.pick("", "1")
+    for t in filter(None, threads.split(",")):
+        env = {"PENGUIN12_MODEL_NUM_THREADS": t}
+        variants += [(f"fe{n}-threads{t}", n, env) for n in counts]
+    result.config["variants"] = {label: {"fe": n, "env": env} for label, n, env in variants}
+    runs: dict[str, Any] = {}
+    with infra() as inf:
+        for label, n, env in variants:
+            with BenchStack(
+                inf, f"{SCENARIO}-{label}", feature_extractors=n, extra_env=env
+            ) as stack:
+                quiet = wait_quiet(stack.pids().values(), mode.pick(10, 60))
+                log(f"{label}: {args.clients} users, {measure_s:.0f} s window")
+                run = asyncio.run(
+                    measure(
+                        stack,
+                        bodies,
+                        clients=args.clients,
+                        warmup_s=warmup_s,
+                        measure_s=measure_s,
+                    )
+                )
+                run["quiet"] = quiet
+                run["engine"] = stack.engine()
+                if mode.full and label == variants[0][0]:
+                    for how in ("poll", "stream"):
+                        log(f"again, users waiting by {how} (poll: GET every 250 ms)")
+                        stack.infra.redis(1).flushdb()  # the same images again: no cache hits
+                        run[f"wait_{how}"] = asyncio.run(
+                            measure(
+                                stack,
+                                bodies,
+                                clients=args.clients,
+                                warmup_s=warmup_s,
+                                measure_s=measure_s,
+                                wait=how,
+                            )
+                        )
+                runs[label] = run
+                log(
+                    f"{label}: {run['completed_per_s']} completed/s, batch "
+                    f"{run['fe_mean_batch_size']}, {run['system_cpu_ms_per_image']} CPU-ms/img, "
+                    f"others used {run['cpu']['foreign_busy_cores']} cores"
+                )
+    best_key = max(runs, key=lambda k: runs[k]["completed_per_s"])
+    best = runs[best_key]["completed_per_s"]
+    for run in runs.values():
+        run["ratio_to_bare"] = round(run["completed_per_s"] / limit, 3) if limit else None
+    result.figures = {"runs": runs, "best": best_key, "best_completed_per_s": best}
+    if bare and bare["figures"].get("cpu_ms_per_image"):
+        bare_cpu = bare["figures"]["cpu_ms_per_image"]
+        result.figures["bare_cpu_ms_per_image"] = bare_cpu
+        for run in runs.values():
+            if run["system_cpu_ms_per_image"]:
+                # What the ratio would be if both used the two cores fully (contention-free view).
+                run["cpu_efficiency_vs_bare"] = round(bare_cpu / run["system_cpu_ms_per_image"], 3)
+    for key, run in runs.items():
+        if key not in {f"fe{n}" for n in counts}:
+            continue
+        result.targets.append(
+            Target(
+                f"completed/s ÷ bare limit, {key}",
+                run["ratio_to_bare"],
+                TARGET_RATIO,
+                note=f"{run['completed_per_s']} img/s vs bare {limit} img/s",
+            )
+        )
+    parts = ", ".join(
+        f"{k}: {r['completed_per_s']:.1f} img/s (x{r['ratio_to_bare']} of bare)"
+        for k, r in runs.items()
+    )
+    result.write(f"saturated pipeline {parts}")
+
+
+if __name__ == "__main__":
+    main()

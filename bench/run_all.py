@@ -1,0 +1,106 @@
+"""`make bench` / `make bench-full`: every scenario in turn, then a table of the results.
+
+One Kafka and one Redis (free ports, a temporary directory) serve all scenarios; each scenario
+runs as its own process, starts its own services on fresh topics and ports, prints one summary
+line and writes bench/results/<scenario>.json. The table is printed and written to
+bench/results/summary.md (the figures docs/benchmarks.md publishes come from `make bench-full`).
+
+    uv run python -m bench.run_all [--full] [--only 2,5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import RESULTS, Mode, load_result, log, machine_info
+from bench.corpus import ensure_corpus
+from bench.stack import infra, model_dir
+
+# (result name, module, full mode only)
+SCENARIOS = [
+    ("1_bare_work", "bench.bare_work", False),
+    ("2_pipeline_saturated", "bench.pipeline_saturated", False),
+    ("3_ingest", "bench.ingest", False),
+    ("4_vs_sync", "bench.vs_sync", False),
+    ("5_latency", "bench.latency", False),
+    ("6_growth", "bench.growth", False),
+    ("diag_kafka_cost", "bench.kafka_cost", True),
+    ("diag_status_store_cost", "bench.status_store_cost", True),
+]
+
+
+def table(names: list[str]) -> str:
+    """Markdown: one row per target, with the figure it was judged on."""
+    rows = ["| scenario | target | goal | measured | ratio | status |", "|---|---|---|---|---|---|"]
+    for name in names:
+        data = load_result(name)
+        if data is None:
+            rows.append(f"| {name} | (no result) | | | | |")
+            continue
+        if not data["targets"]:
+            rows.append(f"| {name} | {data['summary'].split('] ', 1)[-1]} | | | | |")
+        for t in data["targets"]:
+            rows.append(
+                f"| {name} | {t['name']} | {t['goal']} | {t['measured']} | "
+                f"{t['ratio_to_goal']} | {t['status']} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="report mode (longer)")
+    parser.add_argument("--only", default="", help="scenario numbers to run, e.g. 2,5")
+    args = parser.parse_args()
+    mode = Mode(args.full)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    chosen = [
+        (n, m)
+        for n, m, full_only in SCENARIOS
+        if (not only or n.split("_")[0] in only) and (mode.full or not full_only)
+    ]
+    started = time.monotonic()
+    machine = machine_info()
+    log(
+        f"{mode.name} benchmarks on {machine['cpu_model']} ({machine['cores']} cores), "
+        f"torch {machine['torch']}"
+    )
+    model_dir()  # the demo bundle, made once before anything is timed
+    ensure_corpus(3000 if mode.full else 1000)
+    outcomes: dict[str, Any] = {}
+    with infra() as inf:
+        env = {**os.environ, **inf.env(), "PENGUIN12_BENCH_FULL": "1" if mode.full else "0"}
+        for name, module in chosen:
+            log(f"--- {name}")
+            proc = subprocess.run(
+                [sys.executable, "-m", module],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+                timeout=3600,
+                check=False,
+            )
+            sys.stdout.write(proc.stdout)
+            sys.stdout.flush()
+            outcomes[name] = proc.returncode
+            if proc.returncode:
+                log(f"{name} failed with exit code {proc.returncode}")
+    summary = table([n for n, _ in chosen])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"{mode.name} run, {machine['date_utc']}, {machine['cpu_model']}, {machine['cores']} "
+        f"cores, torch {machine['torch']}, commit {machine['git_commit']}, "
+        f"{time.monotonic() - started:.0f} s\n\n"
+    )
+    (RESULTS / "summary.md").write_text(header + summary + "\n")
+    print("\n" + header + summary)
+    sys.exit(1 if any(outcomes.values()) else 0)
+
+
+if __name__ == "__main__":
+    main()

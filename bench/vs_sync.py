@@ -1,0 +1,242 @@
+"""Scenario 4 — what users would pick instead: our pipeline vs a plain synchronous FastAPI endpoint.
+
+The same unique JPEGs, the same model, the same closed-loop users (32, then 128 at once):
+
+* ours: POST /v1/infer (answers at once), then the job is awaited until COMPLETED (see
+  bench/load.py); `make run` defaults, one feature extractor;
+* theirs: bench/sync_baseline.py, one uvicorn process that decodes and runs the model inline and
+  answers with the verdict (same allocator settings as our services, so only the design differs).
+
+Figures: completed images/s and latency p50/p99 for both; for ours the front door's latency
+(POST /v1/infer) and the end-to-end latency. Targets: ours completes >= as many images/s, and its
+front door's p99 is >= 10x lower than the sync endpoint's p99.
+
+    uv run python -m bench.vs_sync [--full] [--clients 32,128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.client import HttpConn
+from bench.common import (
+    RESULTS,
+    ProcMonitor,
+    Result,
+    Target,
+    latency_summary,
+    log,
+    parse_args,
+    wait_quiet,
+)
+from bench.corpus import describe, load_corpus
+from bench.load import build_bodies
+from bench.pipeline_saturated import measure
+from bench.stack import BenchStack, infra, model_dir
+from penguin12_devstack.ports import die_with_parent, free_port, terminate_process
+from penguin12_devstack.services import ALLOCATOR_ENV, wait_http_ready
+
+SCENARIO = "4_vs_sync"
+P99_FACTOR_GOAL = 10.0
+
+
+def _add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", default="32,128", help="concurrent users, e.g. 32,128")
+
+
+async def sync_closed_loop(
+    port: int, bodies: list[tuple[str, bytes]], clients: int, warmup_s: float, measure_s: float
+) -> dict[str, Any]:
+    """``clients`` users POSTing to the sync endpoint back to back; counts answers in the window."""
+    started = time.monotonic()
+    window = (started + warmup_s, started + warmup_s + measure_s)
+    latencies: list[float] = []
+    completed = 0
+    errors: dict[int, int] = {}
+    cursor = 0
+
+    async def user() -> None:
+        nonlocal cursor, completed
+        conn = HttpConn("127.0.0.1", port, timeout_s=300)
+        try:
+            while time.monotonic() < window[1] and cursor < len(bodies):
+                content_type, body = bodies[cursor]
+                cursor += 1
+                t0 = time.monotonic()
+                code, _ = await conn.request("POST", "/v1/infer-sync", body, content_type)
+                t1 = time.monotonic()
+                if code != 200:
+                    errors[code] = errors.get(code, 0) + 1
+                    continue
+                if window[0] <= t1 < window[1]:
+                    completed += 1
+                    latencies.append(t1 - t0)
+        finally:
+            await conn.close()
+
+    tasks = [asyncio.create_task(user()) for _ in range(clients)]
+    _, pending = await asyncio.wait(tasks, timeout=warmup_s + measure_s + 300)
+    for task in pending:
+        task.cancel()
+    return {
+        "clients": clients,
+        "completed_in_window": completed,
+        "completed_per_s": round(completed / measure_s, 2),
+        "errors_by_status": errors,
+        "latency": latency_summary(latencies),
+    }
+
+
+def run_sync(
+    bodies: list[tuple[str, bytes]], clients: list[int], warmup_s: float, measure_s: float
+) -> dict[str, Any]:
+    port = free_port()
+    log_file = RESULTS / "logs" / SCENARIO / "sync_baseline.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "bench.sync_baseline", "--port", str(port)]
+    cmd += ["--model-dir", str(model_dir())]
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **ALLOCATOR_ENV},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+    runs: dict[str, Any] = {}
+    try:
+        wait_http_ready(f"http://127.0.0.1:{port}/readyz", 180, log_file, proc)
+        for c in clients:
+            log(f"sync baseline, {c} users")
+            monitor = ProcMonitor({"sync_baseline": proc.pid})
+
+            async def go(c: int = c, monitor: ProcMonitor = monitor) -> dict[str, Any]:
+                async def watch() -> dict[str, Any]:
+                    await asyncio.sleep(warmup_s)
+                    monitor.start()
+                    await asyncio.sleep(measure_s)
+                    return monitor.stop()
+
+                watched = asyncio.create_task(watch())
+                run = await sync_closed_loop(port, bodies, c, warmup_s, measure_s)
+                run["cpu"] = await watched
+                return run
+
+            runs[f"c{c}"] = asyncio.run(go())
+            r = runs[f"c{c}"]
+            log(
+                f"  sync c={c}: {r['completed_per_s']} img/s, p50 {r['latency'].get('p50_ms')} ms,"
+                f" p99 {r['latency'].get('p99_ms')} ms"
+            )
+    finally:
+        terminate_process(proc, 20)
+    return runs
+
+
+def main() -> None:
+    args, mode = parse_args(__doc__ or "", _add_args)
+    result = Result(SCENARIO, "Ours vs a synchronous FastAPI endpoint", mode)
+    clients = [int(c) for c in args.clients.split(",")]
+    warmup_s, measure_s = mode.pick(5.0, 10.0), mode.pick(12.0, 40.0)
+    corpus = load_corpus(mode.pick(1000, 3000))
+    bodies = build_bodies(corpus)
+    result.config = {
+        "clients": clients,
+        "warmup_s": warmup_s,
+        "measure_s": measure_s,
+        "corpus": describe(corpus),
+        "ours": "`make run` defaults, 1 feature extractor; users wait by long-poll on status_url",
+        "sync": "one uvicorn process, `def` endpoint (thread pool), batch of one, same model",
+    }
+    variants: dict[str, dict[str, Any]] = {}
+    with infra() as inf:
+        for nice in mode.pick([0], [0, 10]):
+            label = SCENARIO if not nice else f"{SCENARIO}-nice{nice}"
+            runs: dict[str, Any] = {}
+            with BenchStack(inf, label, worker_nice=nice) as stack:
+                quiet = wait_quiet(stack.pids().values(), mode.pick(10, 60))
+                for c in clients:
+                    stack.infra.redis(1).flushdb()  # same images for every run: keep cache cold
+                    log(f"ours (workers at nice {nice}), {c} users")
+                    r = asyncio.run(
+                        measure(stack, bodies, clients=c, warmup_s=warmup_s, measure_s=measure_s)
+                    )
+                    r["quiet"] = quiet
+                    runs[f"c{c}"] = r
+                    log(
+                        f"  ours c={c}: {r['completed_per_s']} img/s, POST p99 "
+                        f"{r['accept_latency'].get('p99_ms')} ms, e2e p99 "
+                        f"{r['end_to_end_latency'].get('p99_ms')} ms"
+                    )
+            variants[f"nice{nice}"] = runs
+    ours = variants["nice0"]
+    sync = run_sync(bodies, clients, warmup_s, measure_s)
+    table = []
+    for c in clients:
+        o, s = ours[f"c{c}"], sync[f"c{c}"]
+        o_p99 = o["accept_latency"].get("p99_ms")
+        s_p99 = s["latency"].get("p99_ms")
+        row = {
+            "clients": c,
+            "variant": "ours, `make run` defaults",
+            "ours_completed_per_s": o["completed_per_s"],
+            "sync_completed_per_s": s["completed_per_s"],
+            "throughput_ratio": round(o["completed_per_s"] / s["completed_per_s"], 3)
+            if s["completed_per_s"]
+            else None,
+            "ours_front_door_p50_ms": o["accept_latency"].get("p50_ms"),
+            "ours_front_door_p99_ms": o_p99,
+            "ours_end_to_end_p50_ms": o["end_to_end_latency"].get("p50_ms"),
+            "ours_end_to_end_p99_ms": o["end_to_end_latency"].get("p99_ms"),
+            "sync_p50_ms": s["latency"].get("p50_ms"),
+            "sync_p99_ms": s_p99,
+            "p99_factor": round(s_p99 / o_p99, 1) if o_p99 and s_p99 else None,
+        }
+        table.append(row)
+        result.targets.append(
+            Target(f"ours/sync completed img/s, c={c}", row["throughput_ratio"], 1.0)
+        )
+        result.targets.append(
+            Target(f"sync p99 ÷ our front-door p99, c={c}", row["p99_factor"], P99_FACTOR_GOAL)
+        )
+    for key, runs in variants.items():
+        if key == "nice0":
+            continue
+        for c in clients:
+            o, s_ = runs[f"c{c}"], sync[f"c{c}"]
+            o_p99, s_p99 = o["accept_latency"].get("p99_ms"), s_["latency"].get("p99_ms")
+            table.append(
+                {
+                    "clients": c,
+                    "variant": f"ours with workers at {key}",
+                    "ours_completed_per_s": o["completed_per_s"],
+                    "sync_completed_per_s": s_["completed_per_s"],
+                    "throughput_ratio": round(o["completed_per_s"] / s_["completed_per_s"], 3)
+                    if s_["completed_per_s"]
+                    else None,
+                    "ours_front_door_p99_ms": o_p99,
+                    "sync_p99_ms": s_p99,
+                    "p99_factor": round(s_p99 / o_p99, 1) if o_p99 and s_p99 else None,
+                }
+            )
+    result.figures = {"table": table, "ours": variants, "sync": sync}
+    result.write(
+        "; ".join(
+            f"c={r['clients']}: ours {r['ours_completed_per_s']:.1f} vs sync "
+            f"{r['sync_completed_per_s']:.1f} img/s, p99 {r['ours_front_door_p99_ms']:.0f} vs "
+            f"{r['sync_p99_ms']:.0f} ms"
+            for r in table
+            if r["variant"].endswith("defaults")
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
