@@ -101,6 +101,12 @@ def machine_info() -> dict[str, Any]:
     """The machine and software a figure came from (published with every figure)."""
     import torch
 
+    try:
+        import onnxruntime
+
+        ort: str | None = onnxruntime.__version__
+    except ImportError:
+        ort = None
     mem_kb = 0
     with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
         for line in fh:
@@ -114,6 +120,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads_default": torch.get_num_threads(),
+        "onnxruntime": ort,
         "git_commit": _git_commit(),
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
         "loadavg_at_start": os.getloadavg()[0],

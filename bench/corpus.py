@@ -20,7 +20,8 @@ from PIL import Image
 
 from bench.common import CACHE, ROOT, log
 
-PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+# The six real photographs beside the checkout (../shared/data/photos), or PENGUIN12_PHOTOS.
+PHOTOS = Path(os.environ.get("PENGUIN12_PHOTOS", ROOT.parent / "shared" / "data" / "photos"))
 CORPUS_DIR = CACHE / "bench" / "corpus-v1"
 MIN_BYTES, MAX_BYTES = 100_000, 300_000
 # Landscape and portrait camera-like sizes (0.5 to 1.9 megapixels).
@@ -31,7 +32,9 @@ SIZES = ((800, 600), (1024, 768), (1280, 960), (1600, 1200), (768, 1024), (1200,
 def _sources() -> list[Image.Image]:
     paths = sorted(PHOTOS.glob("*.jpg"))
     if not paths:
-        raise FileNotFoundError(f"no photos in {PHOTOS}")
+        raise SystemExit(
+            f"no photographs (*.jpg) in {PHOTOS}; set PENGUIN12_PHOTOS to their folder"
+        )
     return [Image.open(p).convert("RGB") for p in paths]
 
 
