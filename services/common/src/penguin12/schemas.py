@@ -107,7 +107,9 @@ class StatusUpdate(_Message):
     callback_url: str | None = Field(default=None, max_length=2048)
     # Re-drive a job after a fix (`python -m penguin12.dlq replay`): the one update allowed to move
     # a job back (to PENDING); updates older than it belong to the previous attempt and are ignored.
-    reopen: bool = False
+    # None (not False) by default, so the field is not on the wire unless used: consumers from
+    # before it existed (extra="forbid") keep accepting every other update during an upgrade.
+    reopen: bool | None = None
 
 
 class JobState(BaseModel):
