@@ -123,8 +123,8 @@ def test_poison_messages_are_dead_lettered_and_fail_their_job(
         ),
         (stack.topic("status"), b"[1, 2, 3]"),
         # Over the 1 MB record limit, yet past the broker: it compresses to almost nothing.
-        (stack.topic("preprocessed"), b"{" + b" " * 2_000_000 + b"}"),
     ]
+    oversized_id = str(uuid.uuid4())
     producer = Producer(
         {
             "bootstrap.servers": infra.bootstrap,
@@ -134,10 +134,11 @@ def test_poison_messages_are_dead_lettered_and_fail_their_job(
     )
     for topic, value in poison:
         producer.produce(topic, value)
+    producer.produce(stack.topic("preprocessed"), b"{" + b" " * 2_000_000 + b"}", key=oversized_id)
     assert producer.flush(10) == 0
 
-    dead = _dead_letters(infra, stack.topic("dead-letter"), len(poison))
-    assert len(dead) == len(poison)
+    dead = _dead_letters(infra, stack.topic("dead-letter"), len(poison) + 1)
+    assert len(dead) == len(poison) + 1
     reasons = " | ".join(d["penguin12.dlq.reason"] for d in dead)
     assert "not valid JSON" in reasons
     assert "unsupported schema_version" in reasons
@@ -151,6 +152,7 @@ def test_poison_messages_are_dead_lettered_and_fail_their_job(
         (wrong_version, "unsupported schema_version"),
         (missing_fields, "invalid FeaturesMessage"),
         (bad_status, "invalid StatusUpdate"),
+        (oversized_id, "over the 1,000,000-byte limit"),
     ):
         final = stack.wait_final(request_id)
         assert final["status"] == "FAILED"

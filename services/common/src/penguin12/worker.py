@@ -157,12 +157,10 @@ class StreamWorker(Generic[M]):
         for message in batch:
             size = len(message.value() or b"")
             if size > MAX_RECORD_BYTES:
-                outputs += self._reject(
-                    message,
-                    f"record of {size:,} bytes is over the {MAX_RECORD_BYTES:,}-byte limit",
-                    None,
-                    None,
-                )
+                # Too big to parse safely; its key is the job's request id (every producer keys by it).
+                key = (message.key() or b"").decode("utf-8", "replace")
+                reason = f"record of {size:,} bytes is over the {MAX_RECORD_BYTES:,}-byte limit"
+                outputs += self._reject(message, reason, key if 0 < len(key) <= 64 else None, None)
                 continue
             try:
                 payload = schemas.decode(self.schema, message.value())
