@@ -53,15 +53,21 @@ def test_two_feature_extractors_share_the_work(
     make_stack: Callable[..., Stack], photos: dict[str, bytes]
 ) -> None:
     stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="1").start_all(feature_extractors=2)
+    extractors = ("feature_extractor-0", "feature_extractor-1")
+    # Ready means the model is loaded; the group may still be rebalancing. Wait until the
+    # partitions are split, as an operator would watch `penguin12_assigned_partitions`.
+    wait_for(
+        lambda: all(stack.metric(n, "penguin12_assigned_partitions") > 0 for n in extractors),
+        60,
+        0.2,
+        "both feature extractors to own partitions",
+    )
     # Distinct images (no cache hits) so that both processes really run the backbone.
     base = list(photos.values())
     images = [data + uuid.uuid4().bytes for data in base * 4]  # trailing bytes: same picture
     accepted = submit_many(stack, images)
     assert_all_completed(stack, accepted)
-    processed = [
-        stack.metric(name, "penguin12_batch_size_count")
-        for name in ("feature_extractor-0", "feature_extractor-1")
-    ]
+    processed = [stack.metric(name, "penguin12_batch_size_count") for name in extractors]
     assert all(count > 0 for count in processed), processed
     assert sum(processed) >= len(images)
 

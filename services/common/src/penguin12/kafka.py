@@ -7,16 +7,17 @@ so a crash at any moment means redelivery, never loss.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from penguin12.metrics import CONSUMER_LAG
+from penguin12.metrics import ASSIGNED_PARTITIONS, CONSUMER_LAG
 from penguin12.settings import CommonSettings
 
 log = logging.getLogger("penguin12.kafka")
@@ -228,5 +229,26 @@ class AsyncProducer:
 
 def new_consumer(settings: CommonSettings, group_id: str, topics: list[str]) -> Consumer:
     consumer = Consumer(consumer_config(settings, group_id))
-    consumer.subscribe(topics)
+    owned: set[tuple[str, int]] = set()
+
+    def publish() -> None:
+        for topic in topics:
+            ASSIGNED_PARTITIONS.labels(topic=topic).set(sum(1 for t, _ in owned if t == topic))
+
+    def on_assign(_: Consumer, partitions: list[TopicPartition]) -> None:
+        owned.update((tp.topic, tp.partition) for tp in partitions)
+        publish()
+        log.info("assigned %d partition(s), %d owned now", len(partitions), len(owned))
+
+    def on_revoke(_: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            owned.discard((tp.topic, tp.partition))
+            # A partition that moved elsewhere is no longer this replica's lag to report.
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        publish()
+        log.info("revoked %d partition(s), %d owned now", len(partitions), len(owned))
+
+    publish()
+    consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     return consumer

@@ -52,6 +52,11 @@ CONSUMER_LAG = Gauge(
     "Records not yet consumed, per partition (from librdkafka statistics).",
     ["topic", "partition"],
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "penguin12_assigned_partitions",
+    "Partitions this consumer owns now, per topic: 0 on a replica means it is surplus (scale-out).",
+    ["topic"],
+)
 BACKLOG = Gauge(
     "penguin12_backlog_records",
     "Jobs queued for the feature extractors and not yet done (sum of consumer lag); scale on it.",

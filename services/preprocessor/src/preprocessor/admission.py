@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from starlette.concurrency import run_in_threadpool
 
 from penguin12.kafka import KafkaHealth
@@ -24,12 +23,18 @@ log = logging.getLogger("penguin12.preprocessor.admission")
 
 
 class BacklogMonitor:
-    """Tracks queued-but-unprocessed jobs: high watermarks minus the group's committed offsets."""
+    """Tracks queued-but-unprocessed jobs: high watermarks minus the group's committed offsets.
+
+    It reads them with a plain consumer that never subscribes (so it never joins the group),
+    not with the admin API: librdkafka's admin ListConsumerGroupOffsets can abort the whole
+    process when a broker connection drops mid-request (`rd_kafka_enq_once_del_source_return`,
+    confluentinc/librdkafka#4605), which the Kafka-outage test hit in CI.
+    """
 
     def __init__(self, settings: PreprocessorSettings, health: KafkaHealth):
         self._settings = settings
         self._health = health
-        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self._consumer: Consumer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="backlog-monitor", daemon=True)
         self.backlog = 0
@@ -47,46 +52,45 @@ class BacklogMonitor:
         return limit > 0 and self.backlog > limit
 
     def _run(self) -> None:
-        was_up = True
-        while not self._stop.is_set():
-            up = self._health.up
-            # No admin requests in flight while the broker is away or just back: librdkafka has
-            # aborted on admin-request timeouts racing a reconnect (see the README's known issues).
-            if not (up and was_up):
-                was_up = up
+        try:
+            while not self._stop.is_set():
+                if self._health.up:
+                    try:
+                        self.backlog = self.measure()
+                        BACKLOG.labels(topic=self._settings.topic_preprocessed).set(self.backlog)
+                    except (KafkaException, ValueError, KeyError) as exc:
+                        log.debug("backlog not measured: %s", exc)
                 self._stop.wait(self._settings.backlog_check_interval_s)
-                continue
-            try:
-                self.backlog = self.measure()
-                BACKLOG.labels(topic=self._settings.topic_preprocessed).set(self.backlog)
-            except (KafkaException, ValueError) as exc:
-                log.debug("backlog not measured: %s", exc)
-            self._stop.wait(self._settings.backlog_check_interval_s)
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()
+
+    def _lag_reader(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(
+                {
+                    "bootstrap.servers": self._settings.kafka_bootstrap,
+                    # The feature extractors' group, read only: no subscribe, no commits.
+                    "group.id": self._settings.feature_extractor_group,
+                    "enable.auto.commit": False,
+                    "client.id": f"{self._settings.service_name}-backlog",
+                }
+            )
+        return self._consumer
 
     def measure(self, timeout: float = 5.0) -> int:
+        consumer = self._lag_reader()
         topic = self._settings.topic_preprocessed
-        metadata = self._admin.list_topics(topic, timeout=timeout).topics[topic]
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         partitions = [TopicPartition(topic, p) for p in metadata.partitions]
         if not partitions:
             return 0
-        latest = self._admin.list_offsets(
-            {tp: OffsetSpec.latest() for tp in partitions}, request_timeout=timeout
-        )
-        earliest = self._admin.list_offsets(
-            {tp: OffsetSpec.earliest() for tp in partitions}, request_timeout=timeout
-        )
-        group = ConsumerGroupTopicPartitions(self._settings.feature_extractor_group, partitions)
-        committed_future = self._admin.list_consumer_group_offsets([group], request_timeout=timeout)
         committed = {
-            tp.partition: tp.offset
-            for tp in committed_future[self._settings.feature_extractor_group]
-            .result(timeout)
-            .topic_partitions
+            tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=timeout)
         }
         total = 0
         for tp in partitions:
-            high = latest[tp].result(timeout).offset
-            low = earliest[tp].result(timeout).offset
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
             done = committed.get(tp.partition, -1)
             total += max(0, high - max(done, low))
         return total
