@@ -27,7 +27,7 @@ from bench.client import BOUNDARY
 from bench.common import ROOT, ProcMonitor, Result, Target, log, parse_args, wait_quiet
 from bench.corpus import describe, load_corpus
 from bench.load import build_bodies
-from bench.stack import BenchStack, infra
+from bench.stack import DEFAULT_WORKER_NICE, BenchStack, infra
 
 SCENARIO = "3_ingest"
 LUA = ROOT / "bench" / "wrk_multipart.lua"
@@ -40,7 +40,7 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--worker-nice",
         default=None,
-        help="nice levels for the workers, one stack each (default: 0 quick, 0,10 full)",
+        help="nice levels for the workers, one stack each (default: 10 quick, 10,0 full)",
     )
 
 
@@ -122,7 +122,7 @@ def measure_stack(
     quiet_s: float,
 ) -> dict[str, Any]:
     """One stack (workers at ``nice``): a short backlog-building run, then one run per ``c``."""
-    label = SCENARIO if not nice else f"{SCENARIO}-nice{nice}"
+    label = SCENARIO if nice == DEFAULT_WORKER_NICE else f"{SCENARIO}-nice{nice}"
     runs = []
     env = {"PENGUIN12_CACHE_TTL_S": "1"}
     with BenchStack(inf, label, extra_env=env, worker_nice=nice) as stack:
@@ -192,7 +192,7 @@ def main() -> None:
     result = Result(SCENARIO, "Ingest while the workers are saturated (wrk)", mode)
     wrk = ensure_wrk()
     connections = [int(c) for c in (args.connections or mode.pick("8,32", "1,4,16,64")).split(",")]
-    nices = [int(n) for n in (args.worker_nice or mode.pick("0", "0,10")).split(",")]
+    nices = [int(n) for n in (args.worker_nice or mode.pick("10", "10,0")).split(",")]
     seconds = mode.pick(8.0, 20.0)
     corpus = load_corpus(mode.pick(600, 1500))
     result.config = {

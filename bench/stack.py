@@ -105,12 +105,8 @@ def infra() -> Iterator[Infra]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def renice_all_threads(pid: int, nice: int) -> None:
-    """Set the nice level of every thread of ``pid`` (Linux schedules threads, not processes)."""
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+# What `penguin12.runner.WorkerSettings.cpu_nice` defaults to (the `make run` configuration).
+DEFAULT_WORKER_NICE = 10
 
 
 @dataclass
@@ -121,9 +117,9 @@ class BenchStack:
     label: str
     feature_extractors: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
-    # > 0: run the workers (feature extractors, classifier) at this nice level, so the front door
-    # and provenance get the CPU first (an experiment; `make run` does not do it).
-    worker_nice: int = 0
+    # The workers' (feature extractors, classifier) nice level, PENGUIN12_CPU_NICE: 10 is the
+    # services' default (the front door and provenance get the CPU first); 0 = same priority.
+    worker_nice: int = DEFAULT_WORKER_NICE
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
@@ -171,10 +167,6 @@ class BenchStack:
             self._start(name)
         for proc in self.processes.values():
             proc.wait_ready(180)
-        if self.worker_nice:
-            for name, proc in self.processes.items():
-                if name.startswith(("feature_extractor", "classifier")):
-                    renice_all_threads(proc.process.pid, self.worker_nice)
         log(
             f"stack {self.label} ready: {self.feature_extractors} feature extractor(s), "
             f"preprocessor :{self.ports['preprocessor']}, provenance :{self.ports['provenance']}"
@@ -189,6 +181,7 @@ class BenchStack:
             env["PENGUIN12_PORT"] = str(port)
         else:
             env["PENGUIN12_METRICS_PORT"] = str(port)
+            env["PENGUIN12_CPU_NICE"] = str(self.worker_nice)
         env["PENGUIN12_CONSUMER_GROUP"] = f"{kind}-{self.suffix}"
         env["PENGUIN12_PUBLIC_STATUS_BASE_URL"] = f"http://127.0.0.1:{self.ports['provenance']}"
         self.processes[name] = start_service(

@@ -38,9 +38,9 @@ from bench.common import (
 from bench.corpus import describe, load_corpus
 from bench.load import build_bodies
 from bench.pipeline_saturated import measure
-from bench.stack import BenchStack, infra, model_dir
+from bench.stack import DEFAULT_WORKER_NICE, BenchStack, infra, model_dir
 from penguin12_devstack.ports import die_with_parent, free_port, terminate_process
-from penguin12_devstack.services import ALLOCATOR_ENV, wait_http_ready
+from penguin12_devstack.services import wait_http_ready
 
 SCENARIO = "4_vs_sync"
 P99_FACTOR_GOAL = 10.0
@@ -104,7 +104,7 @@ def run_sync(
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
             cmd,
-            env={**os.environ, **ALLOCATOR_ENV},
+            env=dict(os.environ),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -157,8 +157,8 @@ def main() -> None:
     }
     variants: dict[str, dict[str, Any]] = {}
     with infra() as inf:
-        for nice in mode.pick([0], [0, 10]):
-            label = SCENARIO if not nice else f"{SCENARIO}-nice{nice}"
+        for nice in mode.pick([DEFAULT_WORKER_NICE], [DEFAULT_WORKER_NICE, 0]):
+            label = SCENARIO if nice == DEFAULT_WORKER_NICE else f"{SCENARIO}-nice{nice}"
             runs: dict[str, Any] = {}
             with BenchStack(inf, label, worker_nice=nice) as stack:
                 quiet = wait_quiet(stack.pids().values(), mode.pick(10, 60))
@@ -176,7 +176,7 @@ def main() -> None:
                         f"{r['end_to_end_latency'].get('p99_ms')} ms"
                     )
             variants[f"nice{nice}"] = runs
-    ours = variants["nice0"]
+    ours = variants[f"nice{DEFAULT_WORKER_NICE}"]
     sync = run_sync(bodies, clients, warmup_s, measure_s)
     table = []
     for c in clients:
@@ -207,7 +207,7 @@ def main() -> None:
             Target(f"sync p99 ÷ our front-door p99, c={c}", row["p99_factor"], P99_FACTOR_GOAL)
         )
     for key, runs in variants.items():
-        if key == "nice0":
+        if key == f"nice{DEFAULT_WORKER_NICE}":
             continue
         for c in clients:
             o, s_ = runs[f"c{c}"], sync[f"c{c}"]

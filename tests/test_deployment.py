@@ -35,7 +35,7 @@ from feature_extractor.settings import FeatureExtractorSettings
 from penguin12.settings import CommonSettings
 from penguin12_devstack import kafka as devkafka
 from penguin12_devstack import observability, stack
-from penguin12_devstack.services import ALLOCATOR_ENV, SERVICE_MODULES
+from penguin12_devstack.services import SERVICE_MODULES
 from penguin12_model import ModelSettings
 from preprocessor.settings import PreprocessorSettings
 from provenance.settings import ProvenanceSettings
@@ -237,8 +237,8 @@ def test_model_images_are_cpu_only_with_a_baked_bundle(service: str) -> None:
     text = _dockerfile(service)
     steps = _instructions(text)
     runtime_env = " ".join(a for word, a in steps if word == "ENV")
-    for key, value in ALLOCATOR_ENV.items():
-        assert f"{key}={value}" in runtime_env
+    # glibc's default allocator, as in the local run (the 4 GiB thresholds grew RSS by 300 MB).
+    assert "MALLOC_" not in runtime_env
     assert "PENGUIN12_MODEL_SOURCE=local" in runtime_env
     assert "PENGUIN12_MODEL_DIR=/models" in runtime_env
     args = [a for word, a in steps if word == "ARG"]

@@ -198,6 +198,51 @@ def test_state_never_moves_backwards(infra: Infra) -> None:
     assert 0 < store._redis.ttl(f"penguin12:job:{rid}") <= 60  # type: ignore[attr-defined]
 
 
+def test_a_batch_of_updates_applies_in_order_and_publishes_each_change(infra: Infra) -> None:
+    client = redis.Redis.from_url(f"{infra.redis_url}/0")
+    store = JobStore(client, retention_s=60)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    events = client.pubsub()
+    events.subscribe(f"penguin12:job-events:{a}", f"penguin12:job-events:{b}")
+    wait_for(lambda: events.get_message(timeout=0.1) is None, 5)  # subscribe confirmations read
+
+    def update(rid: str, status: JobStatus, at: float, **extra: str) -> StatusUpdate:
+        return StatusUpdate(
+            request_id=rid, submitted_at=100.0, status=status, at=at, service="t", **extra
+        )
+
+    applied = store.apply_many(
+        [
+            update(a, JobStatus.PROCESSING_FEATURES, 101.0, callback_url="https://hook.example/a"),
+            update(b, JobStatus.PENDING, 100.0),
+            update(a, JobStatus.PENDING, 100.5),  # late: ignored, but its callback URL is kept
+            update(a, JobStatus.FAILED, 103.0, error="boom"),
+            update(a, JobStatus.COMPLETED, 104.0),  # a terminal state is final
+        ]
+    )
+    assert applied == [True, True, False, True, False]
+    state_a, state_b = store.get(a), store.get(b)
+    assert state_a is not None and (state_a.status, state_a.error) == (JobStatus.FAILED, "boom")
+    assert state_b is not None and state_b.status == JobStatus.PENDING
+    assert client.hget(f"penguin12:job:{a}", "callback_url") == b"https://hook.example/a"
+    published: list[tuple[bytes, bytes]] = []
+
+    def three_events() -> bool:
+        message = events.get_message(timeout=0.2)
+        if message and message["type"] == "message":
+            published.append((message["channel"], message["data"]))
+        return len(published) == 3
+
+    wait_for(three_events, 10)
+    assert published == [
+        (f"penguin12:job-events:{a}".encode(), b"PROCESSING_FEATURES"),
+        (f"penguin12:job-events:{b}".encode(), b"PENDING"),
+        (f"penguin12:job-events:{a}".encode(), b"FAILED"),
+    ]
+    events.close()
+    assert store.apply_many([]) == []
+
+
 def test_sigterm_stops_a_worker_cleanly(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack()
     worker = stack.start("classifier")

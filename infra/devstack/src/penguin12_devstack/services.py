@@ -25,13 +25,6 @@ SERVICE_MODULES = {
     "classifier": "classifier",
 }
 
-# glibc's allocator returns and re-faults torch's large buffers on every batch; keeping them mapped
-# is measurably faster for batched inference (see the README's performance notes).
-ALLOCATOR_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "4294967296",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-}
-
 
 @dataclass
 class ServiceProcess:
@@ -72,7 +65,7 @@ def start_service(
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     # A native crash (librdkafka, torch) still leaves a Python stack in the log.
-    full_env = {**os.environ, **ALLOCATOR_ENV, "PYTHONFAULTHANDLER": "1", **env}
+    full_env = {**os.environ, "PYTHONFAULTHANDLER": "1", **env}
     full_env["PYTHONUNBUFFERED"] = "1"
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(

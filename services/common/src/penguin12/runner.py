@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
@@ -30,6 +32,9 @@ class WorkerSettings(CommonSettings):
     # Extra time to wait for a batch to fill; 0 takes only what is already fetched (no idle delay).
     max_batch_wait_ms: float = 0.0
     startup_timeout_s: float = 120.0
+    # Workers yield the CPU to the front door where they share cores: accept latency stays low
+    # while the workers are saturated (docs/benchmarks.md, scenario 3). 0 = same priority.
+    cpu_nice: int = Field(10, ge=0, le=19)
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> None:
@@ -48,6 +53,8 @@ def run_worker(
 ) -> None:
     """Set up, then consume until SIGTERM/SIGINT; finishes the batch in hand before exiting."""
     setup_logging(settings.service_name, settings.log_level)
+    if settings.cpu_nice:
+        os.nice(settings.cpu_nice)  # lowering one's own priority needs no privilege
     setup_tracing(settings.service_name, settings.otlp_endpoint)
     stop = threading.Event()
 

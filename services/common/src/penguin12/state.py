@@ -7,7 +7,6 @@ a lower-ranked status is ignored and a terminal status (COMPLETED or FAILED) is 
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import redis
@@ -21,7 +20,12 @@ OPEN_JOBS_KEY = "penguin12:jobs:open"
 EVENTS_PREFIX = "penguin12:job-events:"
 CALLBACK_FIELD = "callback_url"
 
+# ARGV: status, rank, submitted_at, at, result, error, retention_s, request_id, reopen,
+# events channel, callback_url. Publishing from inside the script saves a round trip per update.
 _APPLY = """
+if ARGV[11] ~= '' then
+  redis.call('HSETNX', KEYS[1], 'callback_url', ARGV[11])
+end
 local rank = tonumber(ARGV[2])
 local at = tonumber(ARGV[4])
 local reopened = tonumber(redis.call('HGET', KEYS[1], 'reopened_at') or '-1')
@@ -34,6 +38,7 @@ if ARGV[9] == '1' then
   redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', rank, 'last_updated', at, 'reopened_at', at)
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
   redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[8])
+  redis.call('PUBLISH', ARGV[10], ARGV[1])
   return 1
 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
@@ -54,6 +59,7 @@ if rank >= 3 then
 else
   redis.call('ZADD', KEYS[2], 'NX', redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[8])
 end
+redis.call('PUBLISH', ARGV[10], ARGV[1])
 return 1
 """
 
@@ -77,30 +83,36 @@ class JobStore:
 
     def apply(self, update: StatusUpdate) -> bool:
         """Apply ``update`` unless it would move the job backwards; True if it changed the state."""
-        result = update.result.model_dump_json() if update.result else ""
-        applied = self._apply(
-            keys=[KEY_PREFIX + update.request_id, OPEN_JOBS_KEY],
-            args=[
-                update.status.value,
-                STATUS_RANK[update.status],
-                repr(update.submitted_at),
-                repr(update.at),
-                result,
-                update.error or "",
-                self._retention_s,
-                update.request_id,
-                "1" if update.reopen else "0",
-            ],
-        )
-        # Live status and webhooks (issue #6): keep the callback URL with the job (also when the
-        # PENDING record itself arrives late), and tell live-status waiters that the job moved.
-        if update.callback_url:
-            self._redis.hsetnx(KEY_PREFIX + update.request_id, CALLBACK_FIELD, update.callback_url)
-        if applied:
-            # Best effort: live-status waiters also re-read the state every few seconds.
-            with contextlib.suppress(redis.RedisError):
-                self._redis.publish(EVENTS_PREFIX + update.request_id, update.status.value)
-        return bool(applied)
+        return self.apply_many([update])[0]
+
+    def apply_many(self, updates: list[StatusUpdate]) -> list[bool]:
+        """Apply a consumer batch in one round trip (not atomic as a whole; each update is).
+
+        Each applied change is published on ``EVENTS_PREFIX + request_id`` for live-status
+        waiters (issue #6); the job keeps its callback URL even when the PENDING record is late.
+        """
+        if not updates:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for update in updates:
+            self._apply(
+                keys=[KEY_PREFIX + update.request_id, OPEN_JOBS_KEY],
+                args=[
+                    update.status.value,
+                    STATUS_RANK[update.status],
+                    repr(update.submitted_at),
+                    repr(update.at),
+                    update.result.model_dump_json() if update.result else "",
+                    update.error or "",
+                    self._retention_s,
+                    update.request_id,
+                    "1" if update.reopen else "0",
+                    EVENTS_PREFIX + update.request_id,
+                    update.callback_url or "",
+                ],
+                client=pipe,
+            )
+        return [bool(applied) for applied in pipe.execute()]
 
     def get(self, request_id: str) -> JobState | None:
         raw: dict[bytes, bytes] = self._redis.hgetall(KEY_PREFIX + request_id)  # type: ignore[assignment]

@@ -52,7 +52,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--runtime", choices=("auto", "torch", "onnxruntime"), help="backbone runtime"
     )
-    group.add_argument("--threads", type=int, help="intra-op threads (0 = all cores)")
+    group.add_argument("--threads", type=int, help="intra-op threads (default 1; 0 = all cores)")
     group.add_argument(
         "--batch-size", type=int, default=16, help="images per model call (default 16)"
     )

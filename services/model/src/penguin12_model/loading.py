@@ -74,7 +74,15 @@ class ModelSettings(BaseSettings):
     config_file: str = DEFAULT_CONFIG_FILE
     demo_architecture: str = "efficientnet_b0"
     cache_dir: Path = Path(".cache/penguin12/models")
-    num_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch default")
+    num_threads: int = Field(
+        1,
+        ge=0,
+        description=(
+            "intra-op threads per process (ONNX Runtime or torch); 0 = all cores. One is the most "
+            "work per CPU (a second thread mostly spin-waits: docs/benchmarks.md); scale with "
+            "processes instead"
+        ),
+    )
     hub_probe_timeout_s: float = Field(
         2.0, description="auto mode: TCP probe of the Hub before downloading; 0 disables"
     )

@@ -22,7 +22,11 @@ class StatusRecorder:
         self._store = store
 
     def __call__(self, records: list[Record[StatusUpdate]]) -> list[Output]:
-        for record in records:
+        try:  # one round trip for the whole batch
+            applied = self._store.apply_many([record.payload for record in records])
+        except redis.RedisError as exc:
+            raise RetryableError(f"Redis unavailable: {exc}") from exc
+        for record, changed in zip(records, applied, strict=True):
             update = record.payload
             with (
                 request_context(update.request_id),
@@ -32,14 +36,11 @@ class StatusRecorder:
                     attributes={
                         "penguin12.request_id": update.request_id,
                         "penguin12.status": update.status,
+                        "penguin12.applied": changed,
                     },
                 ),
             ):
-                try:
-                    applied = self._store.apply(update)
-                except redis.RedisError as exc:
-                    raise RetryableError(f"Redis unavailable: {exc}") from exc
-                if not applied:
+                if not changed:
                     log.debug("ignored %s (stale or repeated)", update.status)
                     continue
                 log.info("%s (from %s)", update.status, update.service)
