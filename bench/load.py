@@ -3,8 +3,8 @@
 Each of ``clients`` virtual users submits an image, waits until its job is COMPLETED, fetches the
 verdict with one GET of the status URL, and submits the next. How a user learns the job finished:
 
-* ``longpoll`` (default): ``GET status_url?wait=25&since=<status it has>`` again and again until
-  the status is final: the API's own way to wait (one answer per status change, no polling).
+* ``longpoll`` (default): ``GET status_url?wait=25&until=final``, again only if 25 s pass: the
+  API's own way to wait for a verdict (one request per job, no polling).
 * ``poll``: GET ``status_url`` every ``poll_interval_s`` until final, as naive clients do; the
   polls' own cost to provenance is part of the result.
 * ``stream``: the benchmark reads the status topic as a bystander and wakes the user the moment
@@ -137,7 +137,7 @@ async def closed_loop(
             since = "PENDING"
             deadline = time.monotonic() + limit_s
             while time.monotonic() < deadline:
-                code, body = await conn.get_json(f"{path}?wait=25&since={since}")
+                code, body = await conn.get_json(f"{path}?wait=25&since={since}&until=final")
                 result.polls += 1
                 if code != 200:
                     await asyncio.sleep(0.05)

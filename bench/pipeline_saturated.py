@@ -17,7 +17,7 @@ from typing import Any
 from bench.common import Result, Target, load_result, log, parse_args, wait_quiet
 from bench.corpus import describe, load_corpus
 from bench.load import build_bodies, closed_loop, observe_window
-from bench.stack import BenchStack, StatusWatcher, infra
+from bench.stack import DEFAULT_WORKER_NICE, BenchStack, StatusWatcher, infra
 
 SCENARIO = "2_pipeline_saturated"
 TARGET_RATIO = 0.85
@@ -31,8 +31,14 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         default=None,
-        help="also measure with PENGUIN12_MODEL_NUM_THREADS set to these values, e.g. 1 "
-        "(default: none in quick mode, 1 in full mode)",
+        help="also measure with PENGUIN12_MODEL_NUM_THREADS set to these values, e.g. 2 "
+        "(default: none in quick mode, 2 in full mode; the services' default is 1)",
+    )
+    parser.add_argument(
+        "--nice",
+        default=None,
+        help="also measure with the workers at these nice levels, e.g. 0 "
+        "(default: none in quick mode, 0 in full mode; the services' default is 10)",
     )
 
 
@@ -90,18 +96,26 @@ def main() -> None:
         "bare_limit_images_per_s": limit,
         "bare_limit_from": bare["machine"]["date_utc"] if bare else None,
     }
-    # (label, feature extractors, extra service environment)
-    variants: list[tuple[str, int, dict[str, str]]] = [(f"fe{n}", n, {}) for n in counts]
-    threads = args.threads if args.threads is not None else mode.pick("", "1")
+    # (label, feature extractors, extra service environment, workers' nice level)
+    nice0 = DEFAULT_WORKER_NICE
+    variants: list[tuple[str, int, dict[str, str], int]] = [
+        (f"fe{n}", n, {}, nice0) for n in counts
+    ]
+    threads = args.threads if args.threads is not None else mode.pick("", "2")
     for t in filter(None, threads.split(",")):
         env = {"PENGUIN12_MODEL_NUM_THREADS": t}
-        variants += [(f"fe{n}-threads{t}", n, env) for n in counts]
-    result.config["variants"] = {label: {"fe": n, "env": env} for label, n, env in variants}
+        variants += [(f"fe{n}-threads{t}", n, env, nice0) for n in counts]
+    nices = args.nice if args.nice is not None else mode.pick("", "0")
+    for level in filter(None, nices.split(",")):
+        variants += [(f"fe{n}-nice{level}", n, {}, int(level)) for n in counts]
+    result.config["variants"] = {
+        label: {"fe": n, "env": env, "worker_nice": nice} for label, n, env, nice in variants
+    }
     runs: dict[str, Any] = {}
     with infra() as inf:
-        for label, n, env in variants:
+        for label, n, env, nice in variants:
             with BenchStack(
-                inf, f"{SCENARIO}-{label}", feature_extractors=n, extra_env=env
+                inf, f"{SCENARIO}-{label}", feature_extractors=n, extra_env=env, worker_nice=nice
             ) as stack:
                 quiet = wait_quiet(stack.pids().values(), mode.pick(10, 60))
                 log(f"{label}: {args.clients} users, {measure_s:.0f} s window")

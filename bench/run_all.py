@@ -29,6 +29,7 @@ SCENARIOS = [
     ("4_vs_sync", "bench.vs_sync", False),
     ("5_latency", "bench.latency", False),
     ("6_growth", "bench.growth", False),
+    ("7_extractor_stage", "bench.extractor_stage", False),
     ("diag_kafka_cost", "bench.kafka_cost", True),
     ("diag_status_store_cost", "bench.status_store_cost", True),
 ]

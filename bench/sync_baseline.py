@@ -17,11 +17,12 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, HTTPException, UploadFile
 
 
-def create_app(model_dir: Path) -> FastAPI:
+def create_app(model_dir: Path, threads: int = 0) -> FastAPI:
     from penguin12.imaging import ImageRejected, prepare_image
     from penguin12_model import ClassifierModel, FeatureExtractorModel, ModelSettings
 
-    settings = ModelSettings(source="local", dir=model_dir)
+    # 0 = all cores, what the runtimes do out of the box (and what a user would run).
+    settings = ModelSettings(source="local", dir=model_dir, num_threads=threads)
     backbone, head = FeatureExtractorModel(settings), ClassifierModel(settings)
     backbone.load()
     head.load()
@@ -55,8 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = all cores)")
     args = parser.parse_args()
-    uvicorn.run(create_app(args.model_dir), host="127.0.0.1", port=args.port)
+    uvicorn.run(create_app(args.model_dir, args.threads), host="127.0.0.1", port=args.port)
 
 
 if __name__ == "__main__":

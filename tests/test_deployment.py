@@ -66,6 +66,7 @@ DASHBOARD_METRICS = (
     "penguin12_jobs_submitted_total",
     "penguin12_messages_total",
     "penguin12_processing_seconds",
+    "penguin12_delivery_seconds",
     "penguin12_batch_size",
     "penguin12_consumer_lag",
     "penguin12_embedding_cache_total",

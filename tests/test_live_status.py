@@ -113,12 +113,41 @@ def test_long_poll_answers_at_once_when_already_changed_or_final(
     assert final_at - started < 3
 
 
+def test_long_poll_until_final_sleeps_through_the_steps(stack: Stack, store: JobStore) -> None:
+    job = Job(store)
+    answers: list[tuple[httpx.Response, float]] = []
+    waiters_before = _waiters(stack)
+    poller = threading.Thread(
+        target=lambda: answers.append(
+            _long_poll(stack, job.request_id, wait=20, since="PENDING", until="final")
+        )
+    )
+    poller.start()
+    wait_for(lambda: _waiters(stack) > waiters_before, 10, 0.02, "the long-poll to park")
+    job.move(JobStatus.PROCESSING_FEATURES)
+    job.move(JobStatus.CLASSIFYING)
+    # Still parked after the intermediate steps: each woke it (in milliseconds), none answered it.
+    poller.join(1.0)
+    assert poller.is_alive() and not answers
+    finished_at = job.move(JobStatus.COMPLETED)
+    poller.join(30)
+    [(response, answered_at)] = answers
+    assert response.json()["status"] == "COMPLETED"
+    assert answered_at - finished_at < 1.5
+    # At its timeout it answers with the state it has, like a plain long-poll.
+    other = Job(store)
+    started = time.monotonic()
+    timed_out, at = _long_poll(stack, other.request_id, wait=1, until="final")
+    assert timed_out.json()["status"] == "PENDING" and 0.9 <= at - started < 5
+
+
 def test_long_poll_errors(stack: Stack) -> None:
     unknown = _long_poll(stack, str(uuid.uuid4()), wait=5)[0]
     assert unknown.status_code == 404 and "never submitted" in unknown.json()["detail"]
     url = stack.url("provenance", "/v1/status/x")
     assert httpx.get(url, params={"wait": -1}, timeout=10).status_code == 422
     assert httpx.get(url, params={"wait": 1, "since": "NOPE"}, timeout=10).status_code == 422
+    assert httpx.get(url, params={"wait": 1, "until": "later"}, timeout=10).status_code == 422
 
 
 def _events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -37,7 +37,7 @@ def producer_config(
         "bootstrap.servers": settings.kafka_bootstrap,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 1,
+        "linger.ms": 0,
         # Base64 pixels and embeddings barely compress; lz4 cost the producer 0.4 CPU-ms per image
         # record for nothing (bench/kafka_cost.py). Consumers still read compressed records.
         "compression.type": "none",

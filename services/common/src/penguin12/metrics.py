@@ -41,7 +41,14 @@ MESSAGES = Counter(
 )
 PROCESSING_LATENCY = Histogram(
     "penguin12_processing_seconds",
-    "Time to process one consumed batch, from poll to offsets stored.",
+    "Time the worker spent on one consumed batch until its outputs were handed to the producer "
+    "(decode, cache, model, encode): what a record waits for in this stage.",
+    buckets=_LATENCY_BUCKETS,
+)
+DELIVERY_LATENCY = Histogram(
+    "penguin12_delivery_seconds",
+    "Time from a batch's outputs handed to the producer to the broker's last acknowledgement; "
+    "the batch's offsets are stored only then (at-least-once).",
     buckets=_LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(

@@ -25,7 +25,7 @@ from opentelemetry import context as otel_context
 from penguin12 import schemas, tracing
 from penguin12.kafka import MAX_RECORD_BYTES, AsyncProducer, DeliveryError, new_consumer
 from penguin12.logs import request_context
-from penguin12.metrics import BATCH_SIZE, MESSAGES, PROCESSING_LATENCY
+from penguin12.metrics import BATCH_SIZE, DELIVERY_LATENCY, MESSAGES, PROCESSING_LATENCY
 from penguin12.settings import CommonSettings
 
 log = logging.getLogger("penguin12.worker")
@@ -87,6 +87,8 @@ class StreamWorker(Generic[M]):
     max_batch_wait_s: float = 0.0
     poll_timeout_s: float = 0.5
     retry_backoff_s: float = 1.0
+    # Longer than the producer's message.timeout.ms (30 s), which reports a failure by itself.
+    delivery_timeout_s: float = 40.0
     producer: AsyncProducer | None = None
     ready: bool = False
 
@@ -123,11 +125,13 @@ class StreamWorker(Generic[M]):
                 continue
             started = time.perf_counter()
             outputs = self._process(batch)
+            handed_over = time.perf_counter()
             self._deliver(producer, outputs)
             for message in batch:
                 consumer.store_offsets(message=message)
             BATCH_SIZE.observe(len(batch))
-            PROCESSING_LATENCY.observe(time.perf_counter() - started)
+            PROCESSING_LATENCY.observe(handed_over - started)
+            DELIVERY_LATENCY.observe(time.perf_counter() - handed_over)
 
     def _poll_batch(self, consumer: Consumer) -> list[Message]:
         """Block for one record, then take whatever else is already fetched (up to the batch size).
@@ -243,15 +247,25 @@ class StreamWorker(Generic[M]):
         if not outputs:
             return
         errors: list[KafkaError] = []
+        pending = len(outputs)
+        lock, all_reported = threading.Lock(), threading.Event()
 
         def on_delivery(err: KafkaError | None) -> None:
-            if err is not None:
-                errors.append(err)
+            nonlocal pending
+            with lock:
+                if err is not None:
+                    errors.append(err)
+                pending -= 1
+                if pending == 0:
+                    all_reported.set()
 
         for out in outputs:
             producer.produce(
                 out.topic, out.value, key=out.key, headers=out.headers, on_delivery=on_delivery
             )
-        remaining = producer.flush(30.0)
-        if remaining or errors:
-            raise DeliveryError(f"{remaining} undelivered, errors: {errors[:3]}")
+        # Wait for these reports, served by the producer's own thread: not `flush()`, whose
+        # polling races that thread and then sleeps up to 10 ms per batch (measured: 6 ms of an
+        # idle job's 18 ms in the feature extractor).
+        reported = all_reported.wait(self.delivery_timeout_s)
+        if not reported or errors:
+            raise DeliveryError(f"{pending} undelivered, errors: {errors[:3]}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -50,9 +50,16 @@ async def get_status(
         JobStatus | None,
         Query(description="With `wait`: the status you already have (default: the current one)."),
     ] = None,
+    until: Annotated[
+        Literal["change", "final"],
+        Query(
+            description="With `wait`: `final` answers only once the job is COMPLETED or FAILED "
+            "(or the wait is over): one request per verdict instead of one per step."
+        ),
+    ] = "change",
 ) -> JobState:
     if wait:
-        return await live.long_poll(request, request_id, wait, since)
+        return await live.long_poll(request, request_id, wait, since, final_only=until == "final")
     state = await run_in_threadpool(store.get, request_id)
     if state is None:
         raise HTTPException(

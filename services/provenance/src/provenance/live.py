@@ -150,10 +150,16 @@ def _finished(state: JobState) -> bool:
 
 
 async def long_poll(
-    request: Request, request_id: str, wait_s: float, since: JobStatus | None
+    request: Request,
+    request_id: str,
+    wait_s: float,
+    since: JobStatus | None,
+    *,
+    final_only: bool = False,
 ) -> JobState:
     """The job's state as soon as its status differs from ``since`` (default: its status now), or
-    it is final, or ``wait_s`` (at most `MAX_WAIT_S`) has passed."""
+    it is final, or ``wait_s`` (at most `MAX_WAIT_S`) has passed; with ``final_only``, only the
+    last two count."""
     store = _store(request)
     deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
     with get_notifier(request).watch(request_id) as changed:
@@ -166,7 +172,8 @@ async def long_poll(
             if baseline is None:
                 baseline = state.status
             remaining = deadline - time.monotonic()
-            if state.status != baseline or _finished(state) or remaining <= 0:
+            moved = state.status != baseline and not final_only
+            if moved or _finished(state) or remaining <= 0:
                 return state
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, RECHECK_S))
