@@ -1,13 +1,14 @@
-"""Diagnostic — what recording a job's status updates costs, and what batching them would save.
+"""Diagnostic — what recording a job's status updates costs, one by one and batched.
 
-Provenance applies every status update with `JobStore.apply`: one EVALSHA of the monotonic Lua
-script, then a PUBLISH for live-status waiters, i.e. two Redis round trips per update and four
-updates per job, one after the other. This compares, on real `StatusUpdate` records (PENDING,
-PROCESSING_FEATURES, CLASSIFYING, COMPLETED with a result, for N jobs):
+Provenance records a consumer batch of status updates with `JobStore.apply_many`: the monotonic
+Lua script (which also PUBLISHes the change for live-status waiters) once per update, the whole
+batch in one pipeline, so one Redis round trip per batch. Before, it called `JobStore.apply` per
+update, then a separate PUBLISH: two round trips per update, four updates per job. This compares,
+on real `StatusUpdate` records (PENDING, PROCESSING_FEATURES, CLASSIFYING, COMPLETED with a
+result, for N jobs):
 
-* ``apply``: `JobStore.apply` per update, as `provenance.recorder.StatusRecorder` does today;
-* ``batched``: the same Lua script with the PUBLISH folded into it, all updates of a consumer
-  batch (64) sent in one pipeline: one round trip per batch.
+* ``apply``: `JobStore.apply` per update (one round trip each);
+* ``batched``: `JobStore.apply_many` per consumer batch of 64, as provenance does.
 
 It counts the client's and the Redis server's CPU per update (the client is this process).
 
@@ -61,40 +62,6 @@ def updates(jobs: int) -> list[Any]:
     return out
 
 
-def batched_applier(client: Any, retention_s: int) -> Any:
-    """The proposed fix: PUBLISH inside the script, a whole batch in one pipeline."""
-    from penguin12 import state
-    from penguin12.schemas import STATUS_RANK
-
-    script = client.register_script(
-        state._APPLY.replace(
-            "return 1\n",
-            f"redis.call('PUBLISH', '{state.EVENTS_PREFIX}' .. ARGV[8], ARGV[1])\nreturn 1\n",
-        )
-    )
-
-    def apply_batch(batch: list[Any]) -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        for u in batch:
-            script(
-                keys=[state.KEY_PREFIX + u.request_id, state.OPEN_JOBS_KEY],
-                args=[
-                    u.status.value,
-                    STATUS_RANK[u.status],
-                    repr(u.submitted_at),
-                    repr(u.at),
-                    u.result.model_dump_json() if u.result else "",
-                    u.error or "",
-                    retention_s,
-                    u.request_id,
-                ],
-                client=pipe,
-            )
-        return list(pipe.execute())
-
-    return apply_batch
-
-
 def measure(redis_pid: int, run: Any, items: list[Any]) -> dict[str, float]:
     me = os.getpid()
     c0, r0, t0 = process_cpu_s(me) or 0.0, process_cpu_s(redis_pid) or 0.0, time.perf_counter()
@@ -120,7 +87,6 @@ def main() -> None:
         redis_pid = inf.pids.get("redis", 0)
         client = inf.redis(0)
         store = JobStore(client, 3600)
-        apply_batch = batched_applier(client, 3600)
         result.config = {
             "jobs": jobs,
             "updates_per_job": 4,
@@ -134,7 +100,7 @@ def main() -> None:
 
         def batched(items: list[Any]) -> None:
             for i in range(0, len(items), BATCH):
-                apply_batch(items[i : i + BATCH])
+                store.apply_many(items[i : i + BATCH])
 
         per_update(updates(50))  # warm-up (script cached, connections open)
         rounds: dict[str, list[dict[str, float]]] = {}

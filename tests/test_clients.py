@@ -270,6 +270,39 @@ def test_batch_gives_one_ticket_per_image(
     assert too_many.status_code == 413 and "at most 32" in too_many.json()["detail"]
 
 
+def test_a_retried_batch_with_an_idempotency_key_queues_only_what_failed(
+    client_stack: Stack, photo_files: dict[str, Path]
+) -> None:
+    url = client_stack.url("preprocessor", "/v1/infer/batch")
+    good = photo_files["rocket.jpg"].read_bytes()
+
+    key = f"batch-{uuid.uuid4()}"
+
+    def send(second: bytes, key: str = key) -> list[dict[str, str]]:
+        response = httpx.post(
+            url,
+            files=[
+                ("files", ("a.jpg", good, "image/jpeg")),
+                ("files", ("b.jpg", second, "image/jpeg")),
+            ],
+            headers={"Idempotency-Key": key},
+            timeout=30,
+        )
+        assert response.status_code == 202
+        jobs: list[dict[str, str]] = response.json()["jobs"]
+        return jobs
+
+    first = send(b"not an image")  # the second file is refused: its key stays free
+    assert "request_id" in first[0] and first[1]["status"] == 415
+    retried = send(good)
+    assert retried[0]["request_id"] == first[0]["request_id"]  # not queued twice
+    assert "request_id" in retried[1]
+    again = send(good)
+    assert [j["request_id"] for j in again] == [j["request_id"] for j in retried]
+    other = send(good, key=f"{key}-other")
+    assert {j["request_id"] for j in other}.isdisjoint(j["request_id"] for j in retried)
+
+
 # ------------------------------------------------------------------------------ CLI
 
 

@@ -3,6 +3,9 @@
 Each file goes through exactly what `POST /v1/infer` does to an upload; one bad file fails only
 itself. The answer lists the files in the order sent. It is 202 when at least one image was
 queued; when none was, 503 (with Retry-After) if the queue was the reason, else 422.
+
+With an `Idempotency-Key`, the file at position i is submitted under the key "<key>#<i>": a
+retried batch gets the tickets of the files already queued and queues only the ones that failed.
 """
 
 from __future__ import annotations
@@ -10,15 +13,23 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from penguin12.schemas import ErrorResponse, FieldErrors
+from penguin12.security import client_identity
 from penguin12.web import guard_public_route
 from preprocessor import remote
 from preprocessor.admission import Admission
-from preprocessor.api import PublisherDep, SettingsDep, _accept, _new_request_id, _reject
+from preprocessor.api import (
+    PublisherDep,
+    SettingsDep,
+    _accept,
+    _new_request_id,
+    _reject,
+    _ticket,
+)
 
 log = logging.getLogger("penguin12.preprocessor.batch")
 router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(guard_public_route)])
@@ -72,6 +83,14 @@ async def infer_batch(
         str | None,
         Form(description="An http(s) URL to POST each job's final state to."),
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=240,
+            description="Retrying with the same key returns the tickets of the files already "
+            "queued (matched by position) and queues only the others.",
+        ),
+    ] = None,
 ) -> JSONResponse:
     if not files:
         raise _reject("invalid", 422, "Send at least one image in the `files` field.")
@@ -92,12 +111,30 @@ async def infer_batch(
             f"The queue holds more than {settings.max_backlog:,} jobs; retry later.",
             {"Retry-After": "10"},
         )
+    client = client_identity(request)
     items: list[BatchItem] = []
-    for upload in files:
-        request_id = _new_request_id()
+    for position, upload in enumerate(files):
+        key = f"{idempotency_key}#{position}" if idempotency_key and admission else None
+        request_id = str(_new_request_id())
+        if key and admission:
+            earlier = await admission.claim(client, key, request_id)
+            if earlier != request_id:  # queued by an earlier try of this batch
+                ticket = _ticket(settings, earlier)
+                items.append(
+                    BatchItem(
+                        filename=upload.filename,
+                        request_id=ticket.request_id,
+                        status_url=ticket.status_url,
+                    )
+                )
+                continue
         try:
             ticket = await _accept(request_id, upload, settings, publisher, callback_url=callback)
-        except HTTPException as exc:
+        except BaseException as exc:
+            if key and admission:  # not queued: a retry may try this file again
+                await admission.release(client, key)
+            if not isinstance(exc, HTTPException):
+                raise
             items.append(
                 BatchItem(filename=upload.filename, error=exc.detail, status=exc.status_code)
             )

@@ -1,0 +1,76 @@
+"""The wire format of schema_version 1, pinned by records committed in tests/contracts/v1/.
+
+During a rolling upgrade (compose recreating one service at a time, a replica restarted with a
+newer image) old and new versions share the topics, both ways round:
+- records an older version wrote must still decode (new fields are optional), and
+- records a newer version writes must still decode in an older one: every message model has
+  ``extra="forbid"``, so a field added later must stay off the wire unless it is used.
+A change that breaks either is a new schema_version, not an edit of these files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from penguin12 import schemas
+from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
+
+CONTRACTS = Path(__file__).parent / "contracts" / "v1"
+RECORDS: dict[str, type[schemas._Message]] = {
+    "image_job.json": ImageJob,
+    "features.json": FeaturesMessage,
+    "status_processing.json": StatusUpdate,
+    "status_pending_with_callback.json": StatusUpdate,
+    "status_completed.json": StatusUpdate,
+    "status_failed.json": StatusUpdate,
+    "status_reopen.json": StatusUpdate,
+}
+
+
+def _record(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((CONTRACTS / name).read_text())
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_a_v1_record_decodes_and_encodes_back_unchanged(name: str) -> None:
+    raw = json.dumps(_record(name)).encode()
+    message = schemas.decode(RECORDS[name], raw)
+    assert json.loads(schemas.encode(message)) == _record(name)
+
+
+def test_every_committed_contract_is_checked() -> None:
+    assert {p.name for p in CONTRACTS.glob("*.json")} == set(RECORDS)
+
+
+def test_fields_left_unset_stay_off_the_wire() -> None:
+    """What today's services send when they use no optional field: exactly the v1 keys."""
+    common = {"request_id": "r-1", "submitted_at": 1.0}
+    sent = {
+        "status_processing.json": StatusUpdate(
+            **common, status=JobStatus.PROCESSING_FEATURES, at=2.0, service="feature_extractor"
+        ),
+        "image_job.json": ImageJob(
+            **common,
+            pixels=b"\x00" * 12,
+            height=2,
+            width=2,
+            content_sha256="0" * 64,
+            source_format="PNG",
+        ),
+    }
+    for name, message in sent.items():
+        assert set(json.loads(schemas.encode(message))) == set(_record(name)), name
+
+
+def test_an_unknown_field_is_refused_as_poison_with_the_job_id() -> None:
+    """The other side of the rule above: why new fields must stay off the wire by default."""
+    record = {**_record("status_processing.json"), "priority": 5}
+    with pytest.raises(schemas.PoisonMessage) as refused:
+        schemas.decode(StatusUpdate, json.dumps(record).encode())
+    assert "priority" in refused.value.reason
+    assert refused.value.request_id == record["request_id"]
