@@ -130,7 +130,10 @@ def test_kafka_outage_answers_503_fast_and_recovers(
     photos: dict[str, bytes],
 ) -> None:
     broker = own_kafka()
-    stack = make_stack(PENGUIN12_KAFKA_BOOTSTRAP=broker.bootstrap)  # type: ignore[attr-defined]
+    stack = make_stack(
+        PENGUIN12_KAFKA_BOOTSTRAP=broker.bootstrap,  # type: ignore[attr-defined]
+        PENGUIN12_REJOIN_TIMEOUT_S="3",
+    )
     stack.start_all()
     assert (
         stack.wait_final(stack.submit(photos["chelsea.jpg"]).json()["request_id"])["status"]
@@ -145,6 +148,19 @@ def test_kafka_outage_answers_503_fast_and_recovers(
     assert refused.status_code == 503 and refused.headers["Retry-After"]
     assert "nothing was queued" in refused.json()["detail"]
     assert elapsed < 15
+
+    # Longer than the consumers' session timeout: each worker leaves its group and, once out of it
+    # for PENGUIN12_REJOIN_TIMEOUT_S, replaces its consumer (librdkafka has been seen never to
+    # rejoin by itself after such an outage).
+    consumers = ("feature_extractor-0", "classifier", "provenance")
+    wait_for(
+        lambda: all(
+            "replacing the consumer" in stack.processes[n].log_file.read_text() for n in consumers
+        ),
+        90,
+        0.5,
+        "every consumer to be replaced while outside its group",
+    )
 
     own_kafka()  # same ports, same data: the services reconnect by themselves
     response = wait_for(

@@ -26,6 +26,9 @@ class CommonSettings(BaseSettings):
     topic_partitions: int = 12
     # Status records are the source of truth that provenance can replay into Redis: keep them a week.
     status_retention_ms: int = 7 * 24 * 3600 * 1000
+    # A consumer outside its group (no member id, no partitions) this long is replaced by a new
+    # one: librdkafka has been seen never to rejoin after a broker restart (docs in worker.py).
+    rejoin_timeout_s: float = 60.0
 
     state_redis_url: str = "redis://127.0.0.1:6379/0"
     cache_redis_url: str = "redis://127.0.0.1:6379/1"

@@ -47,6 +47,16 @@ class RetryableError(RuntimeError):
     """Raised by a handler when a dependency is down: the batch is retried, not dead-lettered."""
 
 
+class ConsumerOutsideGroup(RetryableError):
+    """The consumer has neither a group membership nor partitions for too long: replace it.
+
+    Seen in `make chaos` (restart-kafka): after the broker came back, the classifier's consumer
+    (librdkafka 2.16) kept polling with member id "" and never rejoined, while the other workers
+    did; its group stayed empty and every job stopped at CLASSIFYING. A surplus replica that
+    joined but owns no partitions has a member id, so it is left alone.
+    """
+
+
 @dataclass(frozen=True)
 class Record(Generic[M]):
     """One consumed record, decoded, with the trace context its producer sent."""
@@ -74,6 +84,32 @@ def status_output(
         update.request_id,
         tracing.inject_headers(ctx),
     )
+
+
+class _MembershipWatch:
+    """Raises `ConsumerOutsideGroup` once a consumer has been out of its group too long."""
+
+    CHECK_EVERY_S = 2.0
+
+    def __init__(self, timeout_s: float):
+        self._timeout_s = timeout_s
+        self._outside_since: float | None = None
+        self._checked_at = 0.0
+
+    def check(self, consumer: Consumer, group_id: str) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < self.CHECK_EVERY_S:
+            return
+        self._checked_at = now
+        if consumer.memberid() or consumer.assignment():
+            self._outside_since = None
+        elif self._outside_since is None:
+            self._outside_since = now
+        elif now - self._outside_since > self._timeout_s:
+            raise ConsumerOutsideGroup(
+                f"not a member of consumer group {group_id!r} for "
+                f"{now - self._outside_since:.0f} s; replacing the consumer"
+            )
 
 
 @dataclass
@@ -118,9 +154,11 @@ class StreamWorker(Generic[M]):
             self.ready = False
 
     def _consume(self, consumer: Consumer, producer: AsyncProducer, stop: threading.Event) -> None:
+        membership = _MembershipWatch(self.settings.rejoin_timeout_s)
         while not stop.is_set():
             batch = self._poll_batch(consumer)
             self.ready = True
+            membership.check(consumer, self.group_id)
             if not batch:
                 continue
             started = time.perf_counter()
