@@ -401,8 +401,7 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
         return
     store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
     try:
-        for update in updates.values():
-            store.apply(update)  # at once, so the status_url shows the new attempt
+        store.apply_many(list(updates.values()))  # at once: status_url shows the new attempt
     finally:
         store.close()
     with AsyncProducer(producer_config(settings)) as producer:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,6 +25,9 @@ from penguin12.worker import status_output
 from provenance.settings import ProvenanceSettings
 
 log = logging.getLogger("penguin12.provenance.maintenance")
+
+# Status records replayed per Redis round trip when job state is rebuilt.
+REBUILD_BATCH = 500
 
 
 def rebuild_state(settings: ProvenanceSettings, store: JobStore, timeout_s: float = 600.0) -> int:
@@ -48,23 +52,21 @@ def rebuild_state(settings: ProvenanceSettings, store: JobStore, timeout_s: floa
         applied = replayed = 0
         deadline = time.monotonic() + timeout_s
         while todo and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                continue
-            partition = message.partition()
-            if message.error() is None:
-                try:
-                    update = schemas.decode(StatusUpdate, message.value())
-                except schemas.PoisonMessage:
-                    pass  # dead-lettered by the live consumer already
+            updates: list[StatusUpdate] = []
+            for message in consumer.consume(REBUILD_BATCH, 1.0):
+                partition = message.partition()
+                if message.error() is None:
+                    # A poison record was dead-lettered by the live consumer already.
+                    with contextlib.suppress(schemas.PoisonMessage):
+                        updates.append(schemas.decode(StatusUpdate, message.value()))
+                    done = (message.offset() or 0) + 1 >= ends[partition]
                 else:
-                    replayed += 1
-                    applied += store.apply(update)
-                done = (message.offset() or 0) + 1 >= ends[partition]
-            else:
-                done = True  # end of partition
-            if done and partition in todo:
-                todo.discard(partition)
+                    done = True  # end of partition
+                if done:
+                    todo.discard(partition)
+            # In order, one Redis round trip per batch (as the live consumer records them).
+            replayed += len(updates)
+            applied += sum(store.apply_many(updates))
         if todo:
             raise TimeoutError(f"rebuild did not reach the end of partitions {sorted(todo)}")
         log.info(
