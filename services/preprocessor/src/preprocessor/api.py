@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import (
@@ -140,22 +141,43 @@ async def infer(
             f"The queue holds more than {settings.max_backlog:,} jobs; retry later.",
             {"Retry-After": "10"},
         )
-    request_id = str(_new_request_id())
-    if idempotency_key:
-        owner = await admission.claim(client, idempotency_key, request_id)
-        if owner != request_id:
-            return _ticket(settings, owner)
-    try:
-        return await _accept(
+    return await _accept_once(
+        admission,
+        client,
+        idempotency_key,
+        settings,
+        lambda request_id: _accept(
             request_id,
             file,
             settings,
             publisher,
             url=sources.url,
             callback_url=sources.callback_url,
-        )
+        ),
+    )
+
+
+async def _accept_once(
+    admission: Admission | None,
+    client: str,
+    idempotency_key: str | None,
+    settings: PreprocessorSettings,
+    accept: Callable[[str], Awaitable[SubmitResponse]],
+) -> SubmitResponse:
+    """``accept`` under a new request id, or the ticket of the job that already holds the key.
+
+    The key is claimed before the image is queued and released if it is not, so a retry after a
+    refusal or a crash tries again instead of getting a ticket for a job that never was.
+    """
+    request_id = str(_new_request_id())
+    if idempotency_key and admission is not None:
+        owner = await admission.claim(client, idempotency_key, request_id)
+        if owner != request_id:
+            return _ticket(settings, owner)
+    try:
+        return await accept(request_id)
     except BaseException:
-        if idempotency_key:
+        if idempotency_key and admission is not None:
             await admission.release(client, idempotency_key)
         raise
 

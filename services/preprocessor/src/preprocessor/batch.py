@@ -10,6 +10,7 @@ retried batch gets the tickets of the files already queued and queues only the o
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Annotated
 
@@ -26,9 +27,8 @@ from preprocessor.api import (
     PublisherDep,
     SettingsDep,
     _accept,
-    _new_request_id,
+    _accept_once,
     _reject,
-    _ticket,
 )
 
 log = logging.getLogger("penguin12.preprocessor.batch")
@@ -114,27 +114,22 @@ async def infer_batch(
     client = client_identity(request)
     items: list[BatchItem] = []
     for position, upload in enumerate(files):
-        key = f"{idempotency_key}#{position}" if idempotency_key and admission else None
-        request_id = str(_new_request_id())
-        if key and admission:
-            earlier = await admission.claim(client, key, request_id)
-            if earlier != request_id:  # queued by an earlier try of this batch
-                ticket = _ticket(settings, earlier)
-                items.append(
-                    BatchItem(
-                        filename=upload.filename,
-                        request_id=ticket.request_id,
-                        status_url=ticket.status_url,
-                    )
-                )
-                continue
+        key = f"{idempotency_key}#{position}" if idempotency_key else None
         try:
-            ticket = await _accept(request_id, upload, settings, publisher, callback_url=callback)
-        except BaseException as exc:
-            if key and admission:  # not queued: a retry may try this file again
-                await admission.release(client, key)
-            if not isinstance(exc, HTTPException):
-                raise
+            ticket = await _accept_once(
+                admission,
+                client,
+                key,
+                settings,
+                functools.partial(
+                    _accept,
+                    file=upload,
+                    settings=settings,
+                    publisher=publisher,
+                    callback_url=callback,
+                ),
+            )
+        except HTTPException as exc:
             items.append(
                 BatchItem(filename=upload.filename, error=exc.detail, status=exc.status_code)
             )
