@@ -22,9 +22,9 @@ CALLBACK_FIELD = "callback_url"
 
 # ARGV: status, rank, submitted_at, at, result, error, retention_s, request_id, reopen,
 # events channel, callback_url. Publishing from inside the script saves a round trip per update.
-_APPLY = """
+_APPLY = f"""
 if ARGV[11] ~= '' then
-  redis.call('HSETNX', KEYS[1], 'callback_url', ARGV[11])
+  redis.call('HSETNX', KEYS[1], '{CALLBACK_FIELD}', ARGV[11])
 end
 local rank = tonumber(ARGV[2])
 local at = tonumber(ARGV[4])
