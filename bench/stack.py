@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import CACHE, RESULTS, log
-from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka
-from penguin12_devstack.ports import free_port, free_ports
-from penguin12_devstack.redis_server import start_redis
+from penguin12_devstack.ephemeral import ephemeral_infra
+from penguin12_devstack.ports import free_port
 from penguin12_devstack.services import ServiceProcess, start_service
 
 ARCHITECTURE = "efficientnet_b0"
@@ -81,28 +80,16 @@ def infra() -> Iterator[Infra]:
         yield Infra(os.environ[_ENV_BOOTSTRAP], os.environ[_ENV_REDIS], pids)
         return
     base = Path(tempfile.mkdtemp(prefix="penguin12-bench-"))
-    jars = ensure_kafka_jars(CACHE / "kafka")
-    kafka_port, controller_port, redis_port = free_ports(3)
-    log(f"starting Kafka on :{kafka_port} and Redis on :{redis_port} (data in {base})")
-    redis = start_redis(data_dir=base / "redis", log_file=base / "redis.log", port=redis_port)
-    kafka = start_kafka(
-        jars_dir=jars,
-        data_dir=base / "kafka",
-        log_file=base / "kafka.log",
-        port=kafka_port,
-        controller_port=controller_port,
-        fast_start=False,  # full JIT, as `make run`: we measure throughput, not start-up
-    )
+    log(f"starting Kafka and Redis (data in {base})")
     try:
-        redis.wait_ready(30)
-        kafka.wait_ready(120)
-        pids = {"kafka": kafka.process.pid if kafka.process else 0}
-        pids["redis"] = redis.process.pid if redis.process else 0
-        warm_up_kafka(kafka.bootstrap)
-        yield Infra(kafka.bootstrap, redis.url, pids)
+        # Full JIT, as `make run`: we measure throughput, not start-up.
+        with ephemeral_infra(base, CACHE / "kafka", fast_start=False) as (kafka, redis):
+            log(f"Kafka on {kafka.bootstrap}, Redis on {redis.url}")
+            pids = {"kafka": kafka.process.pid if kafka.process else 0}
+            pids["redis"] = redis.process.pid if redis.process else 0
+            warm_up_kafka(kafka.bootstrap)
+            yield Infra(kafka.bootstrap, redis.url, pids)
     finally:
-        kafka.stop()
-        redis.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

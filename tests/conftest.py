@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka
-from penguin12_devstack.ports import free_port, free_ports
-from penguin12_devstack.redis_server import start_redis
+from penguin12_devstack.ephemeral import ephemeral_infra
+from penguin12_devstack.ports import free_port
 from penguin12_devstack.services import ServiceProcess, start_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,23 +46,8 @@ class Infra:
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     base = tmp_path_factory.mktemp("infra")
-    jars = ensure_kafka_jars(ROOT / ".cache" / "kafka")
-    kafka_port, controller_port, redis_port = free_ports(3)
-    redis = start_redis(data_dir=base / "redis", log_file=base / "redis.log", port=redis_port)
-    kafka = start_kafka(
-        jars_dir=jars,
-        data_dir=base / "kafka",
-        log_file=base / "kafka.log",
-        port=kafka_port,
-        controller_port=controller_port,
-    )
-    try:
-        redis.wait_ready(30)
-        kafka.wait_ready(120)
+    with ephemeral_infra(base, ROOT / ".cache" / "kafka") as (kafka, redis):
         yield Infra(kafka.bootstrap, redis.url)
-    finally:
-        kafka.stop()
-        redis.stop()
 
 
 @pytest.fixture(scope="session")
