@@ -20,6 +20,7 @@ from penguin12_devstack.services import ServiceProcess, start_service
 
 ROOT = Path(__file__).resolve().parents[1]
 # The six real photographs beside the checkout (../shared/data/photos), or PENGUIN12_PHOTOS.
+MODEL_CACHE = ROOT / ".cache" / "penguin12" / "models"
 PHOTOS = Path(os.environ.get("PENGUIN12_PHOTOS", ROOT.parent / "shared" / "data" / "photos"))
 
 
@@ -84,6 +85,11 @@ class Stack:
             "PENGUIN12_MODEL_SOURCE": "local",
             "PENGUIN12_MODEL_DIR": str(self.model_dir),
             "PENGUIN12_MODEL_NUM_THREADS": "1",
+            # The demo bundles are squash/bilinear/224 (the preprocessor's default is the
+            # embedded detector's shorter_side_center_crop/bicubic/224).
+            "PENGUIN12_PREPROCESSING": "squash/bilinear/224",
+            # Absolute, so every service process shares one download of the embedded detector.
+            "PENGUIN12_MODEL_CACHE_DIR": str(MODEL_CACHE),
             "PENGUIN12_FEATURE_EXTRACTOR_GROUP": f"feature_extractor-{s}",
             "PENGUIN12_LOG_LEVEL": "INFO",
             **self.extra_env,

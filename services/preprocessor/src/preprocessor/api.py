@@ -204,7 +204,7 @@ async def _accept(
                 image = await run_in_threadpool(
                     prepare_image,
                     data,
-                    size=settings.input_size,
+                    preprocessing=settings.prepare_as,
                     max_pixels=settings.max_image_pixels,
                 )
         except ImageRejected as exc:

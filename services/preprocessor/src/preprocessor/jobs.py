@@ -52,6 +52,7 @@ class JobPublisher:
             width=image.pixels.shape[1],
             content_sha256=image.sha256,
             source_format=image.source_format,
+            preprocessing=image.preprocessing.key,
         )
         pending = schemas.StatusUpdate(
             request_id=request_id,

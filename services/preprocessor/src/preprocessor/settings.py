@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pydantic import field_validator
+
+from penguin12.imaging import CLIP_PREPROCESSING, Preprocessing
 from penguin12.web import ApiSettings
 
 
@@ -14,8 +17,10 @@ class PreprocessorSettings(ApiSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     # Decompression-bomb guard: checked from the header before any pixel is decoded.
     max_image_pixels: int = 40_000_000
-    # Side of the square RGB image sent to the feature extractor; must match the model bundle.
-    input_size: int = 224
+    # How images are prepared for the served model (resize/interpolation/size): the default is the
+    # embedded detector's; a Penguin-12 bundle needs squash/lanczos/128. The feature extractor fails
+    # any job prepared differently from what its model declares, saying which value to set here.
+    preprocessing: str = CLIP_PREPROCESSING.key
     # How long a submission may wait for Kafka to acknowledge it before answering 503.
     delivery_timeout_s: float = 5.0
     # Above this many queued jobs, new submissions get 429 + Retry-After (0 = no limit).
@@ -25,3 +30,13 @@ class PreprocessorSettings(ApiSettings):
     feature_extractor_group: str = "feature_extractor"
     # A repeated Idempotency-Key within this time returns the first request's ticket.
     idempotency_ttl_s: int = 24 * 3600
+
+    @field_validator("preprocessing")
+    @classmethod
+    def _known_key(cls, value: str) -> str:
+        # PENGUIN12_PREPROCESSING=squash/lanczos/128 (the key the feature extractor's error names).
+        return Preprocessing.from_key(value).key
+
+    @property
+    def prepare_as(self) -> Preprocessing:
+        return Preprocessing.from_key(self.preprocessing)
