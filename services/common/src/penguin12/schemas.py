@@ -46,7 +46,7 @@ class ModelInfo(BaseModel):
     version: str
     architecture: str
     demo: bool
-    family: str = Field("torch", description="Model family: torch or onnx_probe.")
+    family: str | None = Field(None, description="Model family: torch or onnx_probe.")
     license: str | None = Field(None, description="Licence of the weights, as their origin states.")
     origin: str | None = Field(None, description="Where the weights come from (repo, revision).")
     caveat: str | None = Field(None, description="What a verdict from this model does not mean.")
