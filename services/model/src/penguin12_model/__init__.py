@@ -27,6 +27,7 @@ from .loading import (
     load_bundle,
     load_state_dict,
     resolve_bundle_dir,
+    select_bundle,
 )
 from .registry import (
     BackboneSpec,
@@ -68,5 +69,6 @@ __all__ = [
     "register_backbone",
     "register_family",
     "resolve_bundle_dir",
+    "select_bundle",
     "verdict",
 ]

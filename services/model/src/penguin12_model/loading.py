@@ -625,3 +625,20 @@ def load_bundle(
     return ResolvedBundle(
         root, config, version, backbone_path, head_path, inferred, files, source or settings.source
     )
+
+
+def select_bundle(settings: ModelSettings) -> ResolvedBundle:
+    """The first source whose bundle resolves *and* reads (config, family, layout), in
+    :func:`source_order`. For launchers (``make run``) that decide once for every process; the
+    services' own ``load()`` also loads the weights before accepting a source."""
+    order = source_order(settings)
+    for i, (source, resolve) in enumerate(order):
+        try:
+            return load_bundle(settings, resolve(), source)
+        except ModelLoadError as exc:
+            if i == len(order) - 1:
+                raise
+            logger.warning(
+                "model source %s failed (%s); falling back to %s", source, exc, order[i + 1][0]
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
