@@ -122,3 +122,37 @@ def test_verdict_without_a_band_uses_the_threshold() -> None:
     config = BundleConfig(architecture="tiny", embedding_dim=64, threshold=0.7)
     assert verdict(0.69, config).assessment == "likely_real"
     assert verdict(0.70, config).assessment == "likely_fake"
+
+
+def test_cli_eval_works_with_the_onnx_probe_family(
+    tmp_path: Path,
+    photos: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`penguin12 eval` on the embedded detector: AUC, accuracy, confusion matrix, ROC PNG, and
+    the assessments against the recorded reference (labels here are arbitrary, the numbers not)."""
+    from penguin12_model import cli
+
+    monkeypatch.setenv("PENGUIN12_MODEL_CACHE_DIR", str(CACHE))
+    names = sorted(photos)
+    split = {"real": names[:3], "fake": names[3:]}
+    for folder, chosen in split.items():
+        (tmp_path / "set" / folder).mkdir(parents=True)
+        for name in chosen:
+            (tmp_path / "set" / folder / name).write_bytes(photos[name])
+    png = tmp_path / "roc.png"
+    argv = ["eval", str(tmp_path / "set"), "--source", "embedded", "--json", "--roc-png", str(png)]
+    code = cli.main([*argv, "--no-progress"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == cli.EXIT_REAL
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert report["model"]["family"] == "onnx_probe" and report["roc_auc"] is not None
+    assert sum(report["confusion_matrix"].values()) == 6
+    by_name = {r["file"]: r for r in REFERENCE["results"]}
+    for folder, chosen in split.items():
+        expected: dict[str, int] = {}
+        for name in chosen:
+            key = str(by_name[name]["verdict"]).replace("likely_ai", "likely_fake")
+            expected[key] = expected.get(key, 0) + 1
+        assert report["assessments"][folder] == expected

