@@ -9,7 +9,13 @@ import pytest
 from PIL import Image
 
 from conftest import Stack
-from penguin12.imaging import CorruptImage, ImageTooLarge, UnsupportedImage, prepare_image
+from penguin12.imaging import (
+    CorruptImage,
+    ImageTooLarge,
+    Preprocessing,
+    UnsupportedImage,
+    prepare_image,
+)
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -19,7 +25,7 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
 
 
 def prepare(data: bytes) -> np.ndarray:
-    return prepare_image(data, size=224, max_pixels=4_000_000).pixels
+    return prepare_image(data, preprocessing=Preprocessing(), max_pixels=4_000_000).pixels
 
 
 def test_exif_orientation_is_honoured() -> None:
