@@ -183,7 +183,6 @@ def test_logs_never_carry_a_url_query_string(caplog: pytest.LogCaptureFixture) -
     from preprocessor import remote
 
     remote.remote_settings.cache_clear()
-    remote._fetch_slots.cache_clear()
     secret = "s3cr3t-token-value"
     with (
         slow_server("trickle") as base,
@@ -199,7 +198,6 @@ def test_logs_never_carry_a_url_query_string(caplog: pytest.LogCaptureFixture) -
                 assert secret not in str(failed.value.detail)
         finally:
             remote.remote_settings.cache_clear()
-            remote._fetch_slots.cache_clear()
     assert caplog.records, "the failures were logged"
     leaked = [f"{r.name}: {r.getMessage()}" for r in caplog.records if secret in r.getMessage()]
     assert not leaked, leaked
