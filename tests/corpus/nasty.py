@@ -308,6 +308,15 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
             {OK},
             "a.png",
         ),
+        # --- small files that decode big (issue #11): tiny on disk, just under the pixel limit
+        f("png-16bit-grey-bomb", png_flat_bomb(side), {OK}, "a.png"),
+        f("png-16bit-rgba-bomb", png_flat_bomb(side, channels=4), {OK}, "a.png"),
+        f("png-8bit-grey-alpha-bomb", png_flat_bomb(side, bit_depth=8, channels=2), {OK}, "a.png"),
+        f("webp-lossless-bomb", webp_lossless_bomb(side), {OK}, "a.webp"),
+        f("webp-lossless-rgba-bomb", webp_lossless_bomb(side, "RGBA"), {OK}, "a.webp"),
+        f("bmp-rle8-bomb", bmp_rle8_bomb(side), {OK}, "a.bmp"),
+        f("webp-lossless-bomb-over-limit", webp_lossless_bomb(side + 2), {TOO_LARGE}, "a.webp"),
+        f("bmp-rle8-bomb-over-limit", bmp_rle8_bomb(side + 2), {TOO_LARGE}, "a.bmp"),
         # --- zero-size dimensions (hand-made headers)
         f("png-0x0", png_raw(0, 0, idat=zlib.compress(b"")), {CORRUPT, UNSUPPORTED}, "a.png"),
         f("png-0x10", png_raw(0, 10, idat=zlib.compress(b"")), {CORRUPT, UNSUPPORTED}, "a.png"),
