@@ -97,6 +97,7 @@ class Outcome:
     seconds: float
     detail: str = ""
     retry_after: str | None = None
+    request_id: str | None = None
 
 
 @dataclass
@@ -136,12 +137,17 @@ class Burst:
 
 
 async def _fire(
-    base_url: str, uploads: list[tuple[str, bytes, str]], timeout_s: float
+    base_url: str,
+    uploads: list[tuple[str, bytes, str]],
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
 ) -> list[Outcome]:
     start = asyncio.Event()
     limits = httpx.Limits(max_connections=len(uploads) + 4)
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=timeout_s, limits=limits, headers=headers
+    ) as client:
 
         async def one(name: str, data: bytes, filename: str) -> Outcome:
             await start.wait()
@@ -152,8 +158,10 @@ async def _fire(
                 )
             except httpx.HTTPError as exc:
                 return Outcome(name, None, time.monotonic() - began, repr(exc))
-            detail = ""
-            if response.status_code != 202:
+            detail, request_id = "", None
+            if response.status_code == 202:
+                request_id = str(response.json()["request_id"])
+            else:
                 try:
                     detail = str(response.json().get("detail", ""))[:200]
                 except ValueError:
@@ -164,6 +172,7 @@ async def _fire(
                 time.monotonic() - began,
                 detail,
                 response.headers.get("Retry-After"),
+                request_id,
             )
 
         tasks = [asyncio.create_task(one(*u)) for u in uploads]
@@ -173,7 +182,11 @@ async def _fire(
 
 
 def burst(
-    base_url: str, pid: int, uploads: list[tuple[str, bytes, str]], timeout_s: float = 300.0
+    base_url: str,
+    pid: int,
+    uploads: list[tuple[str, bytes, str]],
+    timeout_s: float = 300.0,
+    headers: dict[str, str] | None = None,
 ) -> Burst:
     """Send every upload at once to the preprocessor at ``base_url`` (process ``pid``)."""
     result = Burst(rss_before=memory(pid)["VmRSS"])
@@ -191,7 +204,7 @@ def burst(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        result.outcomes = asyncio.run(_fire(base_url, uploads, timeout_s))
+        result.outcomes = asyncio.run(_fire(base_url, uploads, timeout_s, headers))
     finally:
         stop.set()
         sampler.join()
