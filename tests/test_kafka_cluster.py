@@ -18,9 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from confluent_kafka.admin import AdminClient
 
 from conftest import ROOT, Stack, wait_for
+from penguin12.settings import CommonSettings
+from penguin12.state import redis_client
 from penguin12_devstack.kafka import (
     KafkaCluster,
     ensure_kafka_jars,
@@ -29,10 +32,12 @@ from penguin12_devstack.kafka import (
     wait_kafka_ready,
 )
 from penguin12_devstack.ports import free_ports
+from penguin12_devstack.redis_server import start_redis
 
 RANK = {"PENDING": 0, "PROCESSING_FEATURES": 1, "CLASSIFYING": 2, "COMPLETED": 3, "FAILED": 3}
 SCRAM_USER = "penguin12-app"
 SCRAM_PASSWORD = "s3cret-Scram-pw-7f1c"  # made up for this test broker only
+REDIS_PASSWORD = "s3cret-Redis-pw-29ad"  # and this test Redis
 
 
 # ----------------------------------------------------------------------------- SASL_SSL
@@ -74,10 +79,65 @@ class SecureBroker:
     ca_file: Path
 
 
+@dataclass
+class Certificates:
+    ca_file: Path
+    keystore: Path  # key + certificate chain, one PEM
+    key_file: Path
+    cert_file: Path
+
+
 @pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    directory = tmp_path_factory.mktemp("certs")
+    ca_file, keystore = make_certificates(directory)
+    return Certificates(ca_file, keystore, directory / "server.key", directory / "server.pem")
+
+
+@pytest.fixture(scope="module")
+def secure_redis(
+    tmp_path_factory: pytest.TempPathFactory, certificates: Certificates
+) -> Iterator[str]:
+    """A redis-server that takes only TLS and a password; yields its rediss:// base URL."""
+    base = tmp_path_factory.mktemp("redis-tls")
+    port = free_ports(1)[0]
+    server = start_redis(
+        data_dir=base / "data",
+        log_file=base / "redis.log",
+        port=port,
+        extra_args=[
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(certificates.cert_file),
+            "--tls-key-file", str(certificates.key_file),
+            "--tls-ca-cert-file", str(certificates.ca_file),
+            "--tls-auth-clients", "no",
+            "--requirepass", REDIS_PASSWORD,
+        ],
+    )  # fmt: skip
+    url = f"rediss://localhost:{port}"
+    settings = CommonSettings(
+        redis_password=REDIS_PASSWORD, redis_ssl_ca_file=str(certificates.ca_file)
+    )
+    try:
+        wait_for(lambda: _pings(f"{url}/0", settings), 60, 0.2, "redis over TLS")
+        yield url
+    finally:
+        server.stop()
+
+
+def _pings(url: str, settings: CommonSettings) -> bool:
+    try:
+        return bool(redis_client(url, settings).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def secure_broker(
+    tmp_path_factory: pytest.TempPathFactory, certificates: Certificates
+) -> Iterator[SecureBroker]:
     base = tmp_path_factory.mktemp("sasl-ssl")
-    ca_file, keystore = make_certificates(base / "certs")
+    ca_file, keystore = certificates.ca_file, certificates.keystore
     port, internal, controller = free_ports(3)
     jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     broker = start_kafka(
@@ -125,18 +185,34 @@ def secure_env(broker: SecureBroker, password: str = SCRAM_PASSWORD) -> dict[str
     }
 
 
-def test_pipeline_completes_jobs_over_sasl_ssl_scram(
-    secure_broker: SecureBroker, make_stack: Callable[..., Stack], photos: dict[str, bytes]
+def test_pipeline_completes_jobs_over_sasl_ssl_scram_and_redis_over_tls(
+    secure_broker: SecureBroker,
+    secure_redis: str,
+    make_stack: Callable[..., Stack],
+    photos: dict[str, bytes],
 ) -> None:
-    stack = make_stack(**secure_env(secure_broker)).start_all()
+    stack = make_stack(
+        **secure_env(secure_broker),
+        PENGUIN12_STATE_REDIS_URL=f"{secure_redis}/0",
+        PENGUIN12_CACHE_REDIS_URL=f"{secure_redis}/1",
+        PENGUIN12_REDIS_PASSWORD=REDIS_PASSWORD,
+        PENGUIN12_REDIS_SSL_CA_FILE=str(secure_broker.ca_file),
+    ).start_all()
     ids = []
     for data in list(photos.values())[:3]:
         response = stack.submit(data)
         assert response.status_code == 202, response.text
         ids.append(response.json()["request_id"])
     assert [stack.wait_final(i, 180)["status"] for i in ids] == ["COMPLETED"] * 3
-    for proc in stack.processes.values():  # the password is never written to a log
-        assert SCRAM_PASSWORD not in proc.log_file.read_text(errors="replace"), proc.name
+    for proc in stack.processes.values():  # the passwords are never written to a log
+        log = proc.log_file.read_text(errors="replace")
+        assert SCRAM_PASSWORD not in log and REDIS_PASSWORD not in log, proc.name
+    # Both DBs were used through TLS with the password: job state (0), embedding cache (1).
+    settings = CommonSettings(
+        redis_password=REDIS_PASSWORD, redis_ssl_ca_file=str(secure_broker.ca_file)
+    )
+    assert redis_client(f"{secure_redis}/0", settings).exists(f"penguin12:job:{ids[0]}")
+    assert redis_client(f"{secure_redis}/1", settings).dbsize() > 0
 
 
 @pytest.mark.parametrize("service", ["preprocessor", "classifier"])
@@ -318,6 +394,7 @@ def cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
         kafka.stop()
 
 
+@pytest.mark.timeout(1200)  # four JVMs and four services on a possibly shared 2-core machine
 def test_losing_brokers_loses_no_job_and_refuses_what_it_cannot_store(
     cluster: KafkaCluster, make_stack: Callable[..., Stack], photos: dict[str, bytes]
 ) -> None:

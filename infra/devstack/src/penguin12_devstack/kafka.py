@@ -41,6 +41,7 @@ from penguin12_devstack.ports import (
 __all__ = [
     "KafkaBroker",
     "KafkaCluster",
+    "cluster_durability_properties",
     "cluster_pid_files",
     "ensure_kafka_jars",
     "kafka_version",
@@ -449,6 +450,24 @@ class KafkaCluster:
         self.controller.stop(timeout)
 
 
+def cluster_durability_properties(brokers: int) -> dict[str, str]:
+    """Broker settings of an N-broker cluster: RF min(3, N), min ISR one less, for the internal
+    topics too (docker-compose.yml's `cluster` profile uses the same; tests check it)."""
+    replicas = min(3, brokers)
+    min_isr = max(1, replicas - 1)
+    return {
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min_isr),
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
+        # Never elect a replica that missed acknowledged records (Kafka's default, said aloud).
+        "unclean.leader.election.enable": "false",
+    }
+
+
 def start_kafka_cluster(
     *,
     jars_dir: Path,
@@ -480,8 +499,6 @@ def start_kafka_cluster(
         id_file.write_text(cluster_id)
     cluster_id = cluster_id.strip()
     voters = f"{CONTROLLER_NODE_ID}@127.0.0.1:{controller_port}"
-    replicas = min(3, len(ports))
-    min_isr = max(1, replicas - 1)
 
     def node(node_id: int, props: dict[str, str], name: str, bootstrap: str) -> KafkaBroker:
         if name in skip:
@@ -531,15 +548,7 @@ def start_kafka_cluster(
                 "controller.quorum.voters": voters,
                 "listeners": f"PLAINTEXT://127.0.0.1:{port}",
                 "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "default.replication.factor": str(replicas),
-                "min.insync.replicas": str(min_isr),
-                "offsets.topic.replication.factor": str(replicas),
-                "transaction.state.log.replication.factor": str(replicas),
-                "transaction.state.log.min.isr": str(min_isr),
-                "share.coordinator.state.topic.replication.factor": str(replicas),
-                "share.coordinator.state.topic.min.isr": str(min_isr),
-                # Never elect a replica that missed acknowledged records (Kafka's default, said).
-                "unclean.leader.election.enable": "false",
+                **cluster_durability_properties(len(ports)),
             }
         )
         starters[node_id] = functools.partial(
