@@ -262,6 +262,10 @@ class Tracker:
         points = [start, *(t for t in done if start < t < end), end]
         return max(b - a for a, b in itertools.pairwise(points))
 
+    def first_finished(self) -> float:
+        with self.lock:
+            return min((j.finished_at for j in self.jobs.values() if j.finished_at), default=0.0)
+
     def finished_after(self, t: float, submitted_after: bool = False) -> int:
         with self.lock:
             return sum(
@@ -953,6 +957,12 @@ def broker_loss(ctx: Context) -> Outcome:
     with under_load(ctx, outcome) as tracker:
         ctx.wait(ctx.profile.warmup_s)
         wait_until(lambda: tracker.finished_after(0), 60, "a first finished job")
+        # Baseline from this run: the longest wait between completions under the same load
+        # before any fault (the stall below is read against it).
+        ctx.wait(ctx.profile.warmup_s)
+        outcome.details["baseline_gap_s"] = round(
+            tracker.longest_completion_gap(tracker.first_finished(), time.time()), 1
+        )
         counts = Counter(leader for leader, _ in _partition_layout(settings).values())
         victim, led = counts.most_common(1)[0]
         name = f"kafka-broker-{victim}"

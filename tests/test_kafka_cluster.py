@@ -9,9 +9,11 @@ small and the deadlines generous: this machine may be shared and slow.
 from __future__ import annotations
 
 import itertools
+import logging
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,8 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 
-from conftest import ROOT, Stack, wait_for
+from conftest import ROOT, Infra, Stack, wait_for
+from penguin12.kafka import ensure_topics
 from penguin12.settings import CommonSettings
 from penguin12.state import redis_client
 from penguin12_devstack.kafka import (
@@ -333,6 +336,10 @@ class Traffic:
         with self._lock:
             return [i for i, j in self.jobs.items() if j.finished_at is None]
 
+    def first_finished(self) -> float:
+        with self._lock:
+            return min(j.finished_at for j in self.jobs.values() if j.finished_at)
+
     def completions_after(self, t: float) -> int:
         with self._lock:
             return sum(1 for j in self.jobs.values() if j.finished_at and j.finished_at > t)
@@ -415,6 +422,11 @@ def test_losing_brokers_loses_no_job_and_refuses_what_it_cannot_store(
     with Traffic(stack, next(iter(photos.values()))) as traffic:
         wait_for(lambda: traffic.completions_after(0) >= 5, 180, 0.5, "first completions")
 
+        # Baseline from this run: the longest wait between completions under load, no fault.
+        first_done = traffic.first_finished()
+        wait_for(lambda: time.monotonic() > first_done + 15, 60, 0.5, "15 s of steady load")
+        figures["baseline_gap_s"] = round(traffic.longest_gap(first_done, time.monotonic()), 1)
+
         # (b) the broker that leads the most partitions (all topics, internal ones included)
         everything = [t for t in admin.list_topics(timeout=10).topics]
         counts: dict[int, int] = {}
@@ -486,3 +498,31 @@ def test_losing_brokers_loses_no_job_and_refuses_what_it_cannot_store(
     print(f"\nbroker-loss figures: {figures}")
     assert traffic.lost() == [], {i: traffic.jobs[i].history for i in traffic.lost()[:5]}
     assert traffic.backwards() == [], {i: traffic.jobs[i].history for i in traffic.backwards()[:5]}
+
+
+# ----------------------------------------------------------------------------- topic set-up
+
+
+def test_topics_get_the_replication_asked_for_or_a_clear_error(
+    infra: Infra, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the session's single broker: RF 3 cannot be had, and says so; existing RF-1 topics
+    are left alone but named in a warning."""
+    suffix = uuid.uuid4().hex[:8]
+    wanted = CommonSettings(
+        kafka_bootstrap=infra.bootstrap,
+        topic_preprocessed=f"rf-{suffix}.preprocessed",
+        topic_features=f"rf-{suffix}.features",
+        topic_status=f"rf-{suffix}.status",
+        topic_dead_letter=f"rf-{suffix}.dead-letter",
+        kafka_replication_factor=3,
+        kafka_min_insync_replicas=2,
+    )
+    with pytest.raises(RuntimeError, match="must not exceed the number of brokers"):
+        ensure_topics(wanted)
+    ensure_topics(wanted.model_copy(update={"kafka_replication_factor": 1}))
+    with caplog.at_level(logging.WARNING, logger="penguin12.kafka"):
+        ensure_topics(wanted)
+    assert f"topic rf-{suffix}.status exists with replication factor 1, settings ask for 3" in (
+        caplog.text
+    )
