@@ -164,7 +164,8 @@ def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> None:
         ),
     ]
     futures = admin.create_topics(topics, request_timeout=timeout)
-    existing = []
+    existing: list[str] = []
+    denied: dict[str, str] = {}
     for name, future in futures.items():
         try:
             future.result(timeout=timeout)
@@ -185,9 +186,20 @@ def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> None:
                     "the number of brokers)"
                 ) from exc
             elif code in _ACCESS_ERRORS:
-                raise KafkaAccessDenied(f"creating topic {name}: {exc.args[0].str()}") from exc
+                denied[name] = exc.args[0].str()
             else:
                 raise
+    if denied:
+        # An account without the right to create topics may still use ones made beforehand.
+        present = set(admin.list_topics(timeout=timeout).topics)
+        missing = {name: why for name, why in denied.items() if name not in present}
+        if missing:
+            raise KafkaAccessDenied(
+                f"not allowed to create topics {sorted(missing)} ({next(iter(missing.values()))}) "
+                "and they do not exist: create them beforehand or grant Create (README, "
+                '"Running on a managed Kafka and Redis")'
+            )
+        existing += list(denied)
     if existing:
         _warn_under_replicated(admin, existing, replicas, timeout)
 
