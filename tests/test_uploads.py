@@ -303,3 +303,20 @@ def test_too_many_form_parts_are_refused(stack: Stack) -> None:
     )
     assert response.status_code == 413, response.text
     assert "more than 8 parts" in response.json()["detail"]
+
+
+def test_full_size_decode_is_pixel_exact_without_full_size_copies() -> None:
+    # min_side=None (a model that must match its reference exactly): no reduced-scale decode,
+    # and the strip-wise conversion gives exactly what converting the whole image gives.
+    from penguin12.imaging import decode_rgb, probe_image
+
+    rng = np.random.default_rng(5)
+    rgba = Image.fromarray(rng.integers(0, 256, (300, 500, 4), dtype=np.uint8), "RGBA")
+    probe = probe_image(encode(rgba, "PNG"), max_pixels=4_000_000, min_side=None)
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    assert np.array_equal(np.asarray(decode_rgb(probe, min_side=None)), expected)
+    jpeg = encode(rgba.convert("RGB"), "JPEG", quality=90)
+    probe = probe_image(jpeg, max_pixels=4_000_000, min_side=None)
+    full = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    assert np.array_equal(np.asarray(decode_rgb(probe, min_side=None)), full)

@@ -113,12 +113,13 @@ def prepare_probed(probe: ImageProbe, *, size: int) -> PreparedImage:
     return PreparedImage(pixels, probe.format, probe.width, probe.height)
 
 
-def probe_image(data: bytes | BinaryIO, *, max_pixels: int, min_side: int) -> ImageProbe:
+def probe_image(data: bytes | BinaryIO, *, max_pixels: int, min_side: int | None) -> ImageProbe:
     """Open ``data`` without decoding pixels; JPEGs are set to decode at reduced scale.
 
     ``min_side`` is the shortest side the caller needs after decoding (the model's input side
     with a margin): a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both
-    sides at least that long.
+    sides at least that long. ``None``: full size, pixel for pixel what a plain decode gives (for
+    a model whose reference implementation must be matched exactly).
     """
     if isinstance(data, bytes | bytearray | memoryview):
         if not data:
@@ -139,7 +140,7 @@ def probe_image(data: bytes | BinaryIO, *, max_pixels: int, min_side: int) -> Im
         image = _open(stream, max_pixels)
     fmt = image.format or "unknown"
     width, height = image.size
-    if fmt == "JPEG":
+    if fmt == "JPEG" and min_side is not None:
         image.draft("RGB", (min_side, min_side))
     return ImageProbe(image, fmt, width, height, _decode_cost(image, fmt, min_side) + file_size)
 
@@ -154,7 +155,7 @@ def check_decode_budget(probe: ImageProbe, max_decode_bytes: int) -> None:
         )
 
 
-def _decode_cost(image: Image.Image, fmt: str, min_side: int) -> int:
+def _decode_cost(image: Image.Image, fmt: str, min_side: int | None) -> int:
     """The decode step's peak: the full-size decoded buffers plus the reduced RGB output."""
     width, height = image.size  # after `draft`, for a JPEG
     per_pixel = _BYTES_PER_PIXEL.get(image.mode, 4)
@@ -163,13 +164,16 @@ def _decode_cost(image: Image.Image, fmt: str, min_side: int) -> int:
     return width * height * per_pixel * _DECODE_COPIES.get(fmt, 1) + output + 4 * _STRIP_BYTES
 
 
-def _reduce_factor(width: int, height: int, min_side: int) -> int:
+def _reduce_factor(width: int, height: int, min_side: int | None) -> int:
+    if min_side is None:
+        return 1
     return max(1, min(width, height) // max(1, min_side))
 
 
-def decode_rgb(probe: ImageProbe, *, min_side: int) -> Image.Image:
+def decode_rgb(probe: ImageProbe, *, min_side: int | None) -> Image.Image:
     """Decode the probed image to 8-bit RGB, box-reduced to no less than ``min_side`` (shorter
-    side) and turned upright (EXIF orientation). Memory: the decoded image plus small strips."""
+    side; ``None``: full size) and turned upright (EXIF orientation). Memory: the decoded image,
+    the RGB output, and small strips."""
     image, fmt = probe.image, probe.format
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
