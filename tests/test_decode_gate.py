@@ -112,14 +112,45 @@ def test_waiters_are_served_in_arrival_order() -> None:
     async def main() -> None:
         holder = asyncio.create_task(g.run(100 * MB, release.wait))
         await asyncio.sleep(0.05)
-        big = asyncio.create_task(g.run(90 * MB, lambda: order.append("big")))
+        first = asyncio.create_task(g.run(90 * MB, lambda: order.append("first")))
         await asyncio.sleep(0.01)
-        small = asyncio.create_task(g.run(5 * MB, lambda: order.append("small")))
+        second = asyncio.create_task(g.run(60 * MB, lambda: order.append("second")))
         await asyncio.sleep(0.05)
-        assert order == []  # the small one does not jump the queue
+        assert order == []
         release.set()
-        await asyncio.gather(holder, big, small)
+        await asyncio.gather(holder, first, second)
 
     asyncio.run(main())
-    assert order == ["big", "small"]
+    assert order == ["first", "second"]
+    g.close()
+
+
+def test_a_small_decode_goes_ahead_of_a_waiting_bomb_but_not_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An ordinary photo (a few MB) is not stuck behind a 155 MB decode that waits for room...
+    import preprocessor.decoding as decoding
+
+    g = gate(budget_bytes=160 * MB)  # "small" is up to 10 MB
+    release = threading.Event()
+    order: list[str] = []
+
+    async def main() -> None:
+        holder = asyncio.create_task(g.run(70 * MB, release.wait))
+        await asyncio.sleep(0.05)
+        bomb = asyncio.create_task(g.run(155 * MB, lambda: order.append("bomb")))
+        await asyncio.sleep(0.05)
+        await g.run(5 * MB, lambda: order.append("photo"))  # fits now, goes ahead
+        assert order == ["photo"]
+        # ...but only within the bomb's overtaking window: then the order is strict again.
+        monkeypatch.setattr(decoding, "OVERTAKE_WINDOW_S", 0.0)
+        late = asyncio.create_task(g.run(8 * MB, lambda: order.append("late photo")))
+        await asyncio.sleep(0.1)
+        assert order == ["photo"]
+        release.set()
+        await asyncio.gather(holder, bomb, late)
+
+    asyncio.run(main())
+    assert order == ["photo", "bomb", "late photo"]
+    assert g.in_use_bytes == 0
     g.close()

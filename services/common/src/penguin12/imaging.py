@@ -161,7 +161,8 @@ def _decode_cost(image: Image.Image, fmt: str, min_side: int | None) -> int:
     per_pixel = _BYTES_PER_PIXEL.get(image.mode, 4)
     factor = _reduce_factor(width, height, min_side)
     output = -(-width // factor) * -(-height // factor) * 4
-    return width * height * per_pixel * _DECODE_COPIES.get(fmt, 1) + output + 4 * _STRIP_BYTES
+    strips = 0 if image.mode == "RGB" else 4 * _STRIP_BYTES  # RGB is only reduced, not converted
+    return width * height * per_pixel * _DECODE_COPIES.get(fmt, 1) + output + strips
 
 
 def _reduce_factor(width: int, height: int, min_side: int | None) -> int:

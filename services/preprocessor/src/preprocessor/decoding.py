@@ -9,7 +9,10 @@ then waits for that much of a shared budget:
   health checks and Redis calls, and together never hold more than ``decode_memory_budget_mb``;
 - a request waits its turn in a first-come, first-served queue of at most ``decode_queue_max``
   waiters, for at most ``decode_queue_timeout_s``; past either bound it gets 503 + Retry-After
-  (the server is busy, the image is fine: retrying later works).
+  (the server is busy, the image is fine: retrying later works);
+- an ordinary photo is not stuck behind a bomb: a small decode (at most 1/16 of the budget) that
+  fits in what is free may go ahead of a large one at the head of the queue, but only during the
+  large one's first ``OVERTAKE_WINDOW_S`` of waiting, so the large one cannot starve.
 
 A waiter keeps its place when it is cancelled only until it leaves the queue; a decode that has
 started keeps its share of the budget until its thread really finishes, even if the client has
@@ -24,12 +27,23 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from penguin12.metrics import DECODE_MEMORY, DECODE_QUEUE, DECODE_REFUSED
 
 log = logging.getLogger("penguin12.preprocessor.decoding")
 T = TypeVar("T")
+
+# How long a large decode at the head of the queue lets small ones go ahead of it.
+OVERTAKE_WINDOW_S = 5.0
+
+
+@dataclass(eq=False)
+class _Waiter:
+    cost: int
+    granted: asyncio.Future[None]
+    since: float
 
 
 class DecodeBusy(Exception):
@@ -58,7 +72,8 @@ class DecodeGate:
             max_workers=workers, thread_name_prefix="decode"
         )
         self._in_use = 0
-        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._small = budget_bytes // 16
+        self._waiters: collections.deque[_Waiter] = collections.deque()
 
     @property
     def in_use_bytes(self) -> int:
@@ -84,7 +99,9 @@ class DecodeGate:
         return await asyncio.wrap_future(future)
 
     async def _acquire(self, cost: int) -> None:
-        if not self._waiters and self._in_use + cost <= self.budget_bytes:
+        if self._in_use + cost <= self.budget_bytes and (
+            not self._waiters or self._may_overtake(cost, time.monotonic())
+        ):
             self._in_use += cost
             DECODE_MEMORY.set(self._in_use)
             return
@@ -96,10 +113,10 @@ class DecodeGate:
                 retry_after_s=2,
             )
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (cost, granted)
+        started = time.monotonic()
+        entry = _Waiter(cost, granted, started)
         self._waiters.append(entry)
         DECODE_QUEUE.set(len(self._waiters))
-        started = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.shield(granted), self._wait_timeout_s)
         except TimeoutError:
@@ -126,18 +143,33 @@ class DecodeGate:
         self._grant()
         DECODE_MEMORY.set(self._in_use)
 
+    def _may_overtake(self, cost: int, now: float) -> bool:
+        """Whether a small decode may go ahead of the waiter at the head of the queue."""
+        return cost <= self._small and now - self._waiters[0].since < OVERTAKE_WINDOW_S
+
     def _grant(self) -> None:
-        """Admit waiters in arrival order while the one at the head fits."""
+        """Admit waiters in arrival order while the one at the head fits; then small ones that
+        fit, while the head is within its overtaking window."""
         while self._waiters:
-            cost, granted = self._waiters[0]
-            if granted.done():  # its request went away
+            head = self._waiters[0]
+            if head.granted.done():  # its request went away
                 self._waiters.popleft()
                 continue
-            if self._in_use + cost > self.budget_bytes:
-                return
+            if self._in_use + head.cost > self.budget_bytes:
+                break
             self._waiters.popleft()
-            self._in_use += cost
-            granted.set_result(None)
+            self._in_use += head.cost
+            head.granted.set_result(None)
+        now = time.monotonic()
+        for waiter in list(self._waiters)[1:]:
+            if (
+                self._may_overtake(waiter.cost, now)
+                and not waiter.granted.done()
+                and self._in_use + waiter.cost <= self.budget_bytes
+            ):
+                self._waiters.remove(waiter)
+                self._in_use += waiter.cost
+                waiter.granted.set_result(None)
         DECODE_MEMORY.set(self._in_use)
 
     def close(self) -> None:
