@@ -37,6 +37,7 @@ from penguin12_devstack import kafka as devkafka
 from penguin12_devstack import observability, stack
 from penguin12_devstack.services import SERVICE_MODULES
 from penguin12_model import ModelSettings
+from penguin12_model.bake import BUNDLE_FILE
 from preprocessor.settings import PreprocessorSettings
 from provenance.settings import ProvenanceSettings
 
@@ -60,6 +61,9 @@ WORKSPACE_PACKAGE = {
     "classifier": "penguin12-classifier",
 }
 MODEL_SERVICES = ("feature_extractor", "classifier")
+# Built on the shared model_bundle stage: the model images (the bundle) and the preprocessor's
+# (its BUNDLE.json only).
+BUNDLE_SERVICES = (*MODEL_SERVICES, "preprocessor")
 DASHBOARD_METRICS = (
     "penguin12_http_requests_total",
     "penguin12_http_request_duration_seconds",
@@ -263,7 +267,7 @@ def test_one_shared_stage_resolves_the_bundle_for_both_model_images(
     assert "python -m penguin12_model.bake /models" in text
     services = compose["services"]
     assert services["model_bundle"]["build"]["dockerfile"] == "services/model/Dockerfile"
-    for name in MODEL_SERVICES:
+    for name in BUNDLE_SERVICES:
         assert services[name]["build"]["additional_contexts"] == {
             "model_bundle": "service:model_bundle"
         }
@@ -273,6 +277,32 @@ def test_one_shared_stage_resolves_the_bundle_for_both_model_images(
     assert {"torch", "torchvision"} <= set(locked)
     assert "uv export --frozen" in text and "^(torch|torchvision)==" in text
     assert "--no-install-package=" in text
+
+
+def test_the_preprocessor_prepares_what_the_baked_bundle_declares(
+    compose: dict[str, Any],
+) -> None:
+    """The preprocessor image copies the bundle stage's BUNDLE.json (its weights stay out) and
+    reads its preprocessing from it; compose no longer hard-codes one model's preprocessing."""
+    text = _dockerfile("preprocessor")
+    steps = _instructions(text)
+    assert ("FROM", "model_bundle AS bundle") in steps
+    info = f"/models/{BUNDLE_FILE}"
+    bundle_copies = [a for word, a in steps if word == "COPY" and a.startswith("--from=bundle")]
+    assert bundle_copies == [f"--from=bundle {info} {info}"]
+    runtime = text[text.index("AS runtime") :]
+    assert f"PENGUIN12_BUNDLE_INFO_FILE={info}" in " ".join(
+        a for word, a in _instructions(runtime) if word == "ENV"
+    )
+    assert "bundle_info_file" in PreprocessorSettings.model_fields
+    env = compose["services"]["preprocessor"]["environment"]
+    # Unset on the host: empty in the container, which means "what BUNDLE.json says".
+    assert env["PENGUIN12_PREPROCESSING"] == "${PENGUIN12_PREPROCESSING:-}"
+    assert "PENGUIN12_BUNDLE_INFO_FILE" not in env
+    # The bundle stage writes the file there, with the key the preprocessor reads.
+    model_text = (ROOT / "services" / "model" / "Dockerfile").read_text()
+    assert "penguin12_model.bake /models" in model_text
+    assert "COPY --from=builder /models /models" in model_text
 
 
 # ------------------------------------------------------------- topology: compose == make run
@@ -298,7 +328,7 @@ def test_compose_runs_the_same_services_as_make_run(compose: dict[str, Any]) -> 
             "dockerfile": f"services/{name}/Dockerfile",
             **(
                 {"additional_contexts": {"model_bundle": "service:model_bundle"}}
-                if name in MODEL_SERVICES
+                if name in BUNDLE_SERVICES
                 else {}
             ),
         }

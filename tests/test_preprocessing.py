@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,9 +63,47 @@ def test_preprocessor_setting_defaults_to_the_embedded_detector_and_is_validated
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("PENGUIN12_PREPROCESSING", raising=False)
+    monkeypatch.delenv("PENGUIN12_BUNDLE_INFO_FILE", raising=False)
     assert PreprocessorSettings().prepare_as == CLIP_PREPROCESSING
     monkeypatch.setenv("PENGUIN12_PREPROCESSING", "squash/lanczos/128")
     assert PreprocessorSettings().prepare_as.size == 128
     monkeypatch.setenv("PENGUIN12_PREPROCESSING", "squash/sinc/128")
     with pytest.raises(ValueError):
+        PreprocessorSettings()
+
+
+def test_preprocessor_reads_the_served_bundles_preprocessing_from_its_info_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Docker image carries the baked bundle's BUNDLE.json: compose needs no setting by hand."""
+    info = tmp_path / "BUNDLE.json"
+    info.write_text(json.dumps({"name": "penguin-12", "preprocessing": "squash/lanczos/128"}))
+    monkeypatch.delenv("PENGUIN12_PREPROCESSING", raising=False)
+    monkeypatch.setenv("PENGUIN12_BUNDLE_INFO_FILE", str(info))
+    settings = PreprocessorSettings()
+    assert settings.prepare_as == Preprocessing(resize="squash", interpolation="lanczos", size=128)
+    assert str(info) in settings.preprocessing_origin
+    # Compose passes an unset variable through as empty: still the bundle's.
+    monkeypatch.setenv("PENGUIN12_PREPROCESSING", "")
+    assert PreprocessorSettings().preprocessing == "squash/lanczos/128"
+    # An explicit setting wins (a mismatch is then the feature extractor's to catch).
+    monkeypatch.setenv("PENGUIN12_PREPROCESSING", "shorter_side_center_crop/bicubic/224")
+    overridden = PreprocessorSettings()
+    assert overridden.prepare_as == CLIP_PREPROCESSING
+    assert overridden.preprocessing_origin == "PENGUIN12_PREPROCESSING"
+
+
+def test_an_unusable_bundle_info_file_stops_the_start_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PENGUIN12_PREPROCESSING", raising=False)
+    info = tmp_path / "BUNDLE.json"
+    monkeypatch.setenv("PENGUIN12_BUNDLE_INFO_FILE", str(info))
+    with pytest.raises(ValueError, match=r"BUNDLE\.json.*cannot be read"):
+        PreprocessorSettings()  # configured but missing: no silent fallback to another model's
+    info.write_text(json.dumps({"name": "an older bake"}))
+    with pytest.raises(ValueError, match="set PENGUIN12_PREPROCESSING"):
+        PreprocessorSettings()
+    info.write_text(json.dumps({"preprocessing": "squash/sinc/128"}))
+    with pytest.raises(ValueError, match="sinc"):
         PreprocessorSettings()

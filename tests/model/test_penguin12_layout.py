@@ -21,6 +21,8 @@ from penguin12_model import (
     ModelSettings,
     build_backbone,
 )
+from penguin12_model.bake import BUNDLE_FILE, bake
+from preprocessor.settings import PreprocessorSettings
 
 from .test_model_hub import populate_hf_cache
 
@@ -106,6 +108,17 @@ def test_hub_cache_layout_loads(tmp_path: Path, isolated_hf: Path) -> None:
     assert fe.bundle.directory == snapshot
     assert fe.bundle.head_path.name == "classifier_weights.pt"
     assert fe.config.architecture == "penguin12" and cl.config.head_hidden_dims == (256,)
+
+
+def test_a_baked_penguin12_bundle_tells_the_preprocessor_its_preprocessing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compose path: the bundle stage bakes, the preprocessor image reads BUNDLE.json."""
+    repo = write_penguin12_repo(tmp_path / "Penguin-12")
+    record = bake(tmp_path / "models", ModelSettings(source="local", dir=repo, runtime="torch"))  # type: ignore[arg-type]
+    monkeypatch.delenv("PENGUIN12_PREPROCESSING", raising=False)
+    settings = PreprocessorSettings(bundle_info_file=tmp_path / "models" / BUNDLE_FILE)
+    assert settings.preprocessing == record["preprocessing"] == "squash/lanczos/128"
 
 
 def test_without_mean_std_it_refuses_and_says_why(tmp_path: Path) -> None:

@@ -58,7 +58,10 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
             backlog, IdempotencyRegistry(client, settings.idempotency_ttl_s)
         )
         log.info(
-            "ready: accepting uploads; status URLs point at %s", settings.public_status_base_url
+            "ready: accepting uploads; status URLs point at %s; preparing images as %s (from %s)",
+            settings.public_status_base_url,
+            settings.preprocessing,
+            settings.preprocessing_origin,
         )
         try:
             yield

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+import json
+from pathlib import Path
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from penguin12.imaging import CLIP_PREPROCESSING, Preprocessing
 from penguin12.web import ApiSettings
@@ -27,10 +30,14 @@ class PreprocessorSettings(ApiSettings):
     decode_queue_timeout_s: float = Field(default=60.0, gt=0)
     # Request bodies (see preprocessor.upload_limits): one batch request at most this many bytes.
     max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
-    # How images are prepared for the served model (resize/interpolation/size): the default is the
-    # embedded detector's; a Penguin-12 bundle needs squash/lanczos/128. The feature extractor fails
-    # any job prepared differently from what its model declares, saying which value to set here.
-    preprocessing: str = CLIP_PREPROCESSING.key
+    # How images are prepared for the served model (resize/interpolation/size). Unset or empty: what
+    # the bundle info file below says, else the embedded detector's. Set, it wins (a Penguin-12
+    # bundle needs squash/lanczos/128). The feature extractor fails any job prepared differently
+    # from what its model declares, saying which value to set here.
+    preprocessing: str = ""
+    # The served bundle's BUNDLE.json (written by `python -m penguin12_model.bake`): the Docker
+    # image carries the baked bundle's copy, so compose needs no preprocessing setting by hand.
+    bundle_info_file: Path | None = None
     # How long a submission may wait for Kafka to acknowledge it before answering 503.
     delivery_timeout_s: float = 5.0
     # Above this many queued jobs, new submissions get 429 + Retry-After (0 = no limit).
@@ -41,12 +48,52 @@ class PreprocessorSettings(ApiSettings):
     # A repeated Idempotency-Key within this time returns the first request's ticket.
     idempotency_ttl_s: int = 24 * 3600
 
+    _preprocessing_origin: str = PrivateAttr(default="")
+
     @field_validator("preprocessing")
     @classmethod
     def _known_key(cls, value: str) -> str:
         # PENGUIN12_PREPROCESSING=squash/lanczos/128 (the key the feature extractor's error names).
-        return Preprocessing.from_key(value).key
+        return Preprocessing.from_key(value).key if value.strip() else ""
+
+    @model_validator(mode="after")
+    def _resolve_preprocessing(self) -> PreprocessorSettings:
+        if self.preprocessing:
+            self._preprocessing_origin = "PENGUIN12_PREPROCESSING"
+        elif self.bundle_info_file is not None:
+            self.preprocessing = bundle_preprocessing(self.bundle_info_file).key
+            self._preprocessing_origin = f"the served bundle ({self.bundle_info_file})"
+        else:
+            self.preprocessing = CLIP_PREPROCESSING.key
+            self._preprocessing_origin = "the embedded detector's default"
+        return self
 
     @property
     def prepare_as(self) -> Preprocessing:
         return Preprocessing.from_key(self.preprocessing)
+
+    @property
+    def preprocessing_origin(self) -> str:
+        """Where `preprocessing` came from, for the start-up log."""
+        return self._preprocessing_origin
+
+
+def bundle_preprocessing(path: Path) -> Preprocessing:
+    """The preprocessing a baked bundle declares (BUNDLE.json's ``preprocessing`` key).
+
+    A configured file that is missing or says nothing usable stops the start: falling back to a
+    default would prepare images for another model and fail every job instead.
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"bundle info file {path} (PENGUIN12_BUNDLE_INFO_FILE) cannot be read: {exc}"
+        ) from exc
+    key = record.get("preprocessing") if isinstance(record, dict) else None
+    if not isinstance(key, str):
+        raise ValueError(
+            f"bundle info file {path} does not say the model's preprocessing; set "
+            "PENGUIN12_PREPROCESSING (e.g. squash/lanczos/128 for Penguin-12)"
+        )
+    return Preprocessing.from_key(key)
