@@ -53,6 +53,56 @@ def test_every_mode_becomes_rgb(mode: str, fmt: str) -> None:
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
 
 
+def quadrants(pixels: np.ndarray) -> list[np.ndarray]:
+    """Mean RGB of the middle of each quadrant (top-left, top-right, bottom-left, bottom-right)."""
+    centres = [(56, 56), (56, 168), (168, 56), (168, 168)]
+    return [pixels[r - 24 : r + 24, c - 24 : c + 24].reshape(-1, 3).mean(0) for r, c in centres]
+
+
+def four_patches(mode: str, colours: list[object], size: int = 64) -> Image.Image:
+    image = Image.new(mode, (size, size))
+    half = size // 2
+    boxes = [
+        (0, 0, half, half),
+        (half, 0, size, half),
+        (0, half, half, size),
+        (half, half, size, size),
+    ]
+    for colour, box in zip(colours, boxes, strict=True):
+        image.paste(colour, box)  # type: ignore[arg-type]
+    return image
+
+
+def test_cmyk_colours_are_converted_not_just_the_shape() -> None:
+    # Pure cyan, magenta, yellow and black ink: their RGB is known exactly.
+    cmyk = four_patches("CMYK", [(255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255)])
+    expected = [(0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0)]
+    for got, want in zip(
+        quadrants(prepare(encode(cmyk, "JPEG", quality=95))), expected, strict=True
+    ):
+        assert np.abs(got - np.array(want)).max() <= 8, (got, want)
+
+
+def test_sixteen_bit_grey_keeps_its_brightness() -> None:
+    # 16-bit samples scale to 8 bits as value * 255 / 65535: a dark image is not stretched to
+    # full contrast, and grey stays grey in all three channels.
+    values = [0, 8192, 32768, 65535]
+    grey = np.zeros((64, 64), dtype=np.uint16)
+    grey[:32, :32], grey[:32, 32:], grey[32:, :32], grey[32:, 32:] = values
+    image = Image.fromarray(grey)
+    assert image.mode == "I;16"
+    for got, value in zip(quadrants(prepare(encode(image, "PNG"))), values, strict=True):
+        assert np.abs(got - value * 255 / 65535).max() <= 2, (got, value)
+
+
+def test_palette_and_grey_colours_survive() -> None:
+    palette = four_patches("RGB", [(200, 30, 30), (30, 200, 30), (30, 30, 200), (250, 250, 250)])
+    pixels = prepare(encode(palette.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"))
+    expected = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (250, 250, 250)]
+    for got, want in zip(quadrants(pixels), expected, strict=True):
+        assert np.abs(got - np.array(want)).max() <= 4, (got, want)
+
+
 def test_transparency_is_composited_on_white() -> None:
     pixels = prepare(encode(Image.new("RGBA", (32, 32), (0, 0, 0, 0)), "PNG"))
     assert pixels.min() == 255
@@ -62,6 +112,19 @@ def test_sixteen_bit_range_is_kept() -> None:
     ramp = np.tile(np.linspace(0, 65535, 256, dtype=np.uint16), (16, 1))
     pixels = prepare(encode(Image.fromarray(ramp), "PNG"))
     assert pixels[..., 0].min() < 10 and pixels[..., 0].max() > 245
+
+
+def test_animated_image_is_judged_on_its_first_frame() -> None:
+    red = Image.new("RGB", (48, 48), (220, 20, 20))
+    blue = Image.new("RGB", (48, 48), (20, 20, 220))
+    green = Image.new("RGB", (48, 48), (20, 220, 20))
+    for fmt in ("PNG", "WEBP"):
+        data = encode(
+            red, fmt, save_all=True, append_images=[blue, green], duration=100, lossless=True
+        )
+        assert Image.open(io.BytesIO(data)).n_frames == 3, fmt
+        pixels = prepare(data)
+        assert np.abs(pixels.reshape(-1, 3).mean(0) - (220, 20, 20)).max() <= 3, fmt
 
 
 def test_refusals_say_why() -> None:

@@ -111,8 +111,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         low, high = float(array.min()), float(array.max())
-        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
-        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+        if mode.startswith("I;16") or (mode == "I" and low >= 0 and high <= 65535):
+            # 16-bit samples: the same brightness in 8 bits (a dark photo stays dark).
+            scaled = array * (255.0 / 65535.0)
+        else:  # 32-bit or float samples have no fixed range: stretch what is there
+            scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+        return Image.fromarray(np.rint(scaled).astype(np.uint8), "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
