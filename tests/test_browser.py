@@ -35,9 +35,7 @@ def chromium_binary() -> str:
         missing_test_dependency(f"Chromium could not be installed: {exc}")
     path = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     if done.returncode != 0 or not path or not shutil.which(path):
-        missing_test_dependency(
-            f"Chromium could not be installed: {done.stderr.strip()[-500:]}"
-        )
+        missing_test_dependency(f"Chromium could not be installed: {done.stderr.strip()[-500:]}")
     return path
 
 
