@@ -49,6 +49,41 @@ def missing_test_dependency(reason: str) -> None:
     pytest.skip(reason)
 
 
+def read_topic(bootstrap: str, topic: str, *, quiet_s: float = 3.0, timeout: float = 60.0) -> list[Any]:
+    """Every record on ``topic`` from the start (a fresh group), once no new one came for
+    ``quiet_s``: what is really queued there, whatever an API said about it."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.message.max.bytes": 4_000_000,
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    last = time.monotonic()
+    assigned = False
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.25)
+            if not assigned and consumer.assignment():
+                assigned, last = True, time.monotonic()
+            if message is None or message.error() is not None:
+                if assigned and time.monotonic() - last > quiet_s:
+                    break
+                continue
+            found.append(message)
+            last = time.monotonic()
+    finally:
+        consumer.close()
+    return found
+
+
 @dataclass
 class Infra:
     bootstrap: str
