@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from penguin12_devstack.ephemeral import ephemeral_infra
-from penguin12_devstack.ports import free_port
+from penguin12_devstack.kafka import KafkaBroker, ensure_kafka_jars, start_kafka
+from penguin12_devstack.ports import free_port, free_ports
 from penguin12_devstack.services import ServiceProcess, start_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,9 @@ def missing_test_dependency(reason: str) -> None:
     pytest.skip(reason)
 
 
-def read_topic(bootstrap: str, topic: str, *, quiet_s: float = 3.0, timeout: float = 60.0) -> list[Any]:
+def read_topic(
+    bootstrap: str, topic: str, *, quiet_s: float = 3.0, timeout: float = 60.0
+) -> list[Any]:
     """Every record on ``topic`` from the start (a fresh group), once no new one came for
     ``quiet_s``: what is really queued there, whatever an API said about it."""
     from confluent_kafka import Consumer
@@ -245,6 +248,30 @@ def stack(
         yield s.start_all()
     finally:
         s.stop()
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[Callable[[], KafkaBroker]]:
+    """A broker of this test's own, which it may stop and start again."""
+    jars = ensure_kafka_jars(ROOT / ".cache" / "kafka")
+    port, controller = free_ports(2)
+    brokers = []
+
+    def start() -> KafkaBroker:
+        broker = start_kafka(
+            jars_dir=jars,
+            data_dir=tmp_path / "kafka",
+            log_file=tmp_path / "kafka.log",
+            port=port,
+            controller_port=controller,
+        )
+        broker.wait_ready(120)
+        brokers.append(broker)
+        return broker
+
+    yield start
+    for broker in brokers:
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

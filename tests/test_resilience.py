@@ -15,6 +15,13 @@ import pytest
 import redis
 import torch
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 
 from conftest import Infra, Stack, read_topic, wait_for
 from penguin12.schemas import ImageJob, JobStatus, StatusUpdate, encode
@@ -54,6 +61,49 @@ def test_kill_9_mid_flight_loses_no_accepted_job(
     if victim == "preprocessor":
         accepted += submit_many(stack, images[9:])
     assert_all_completed(stack, accepted)
+
+
+def _set_topic_config(infra: Infra, topic: str, name: str, value: str | None) -> None:
+    """Set (or, with None, remove) one topic-level config on the broker."""
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    entry = ConfigEntry(name, value or "", incremental_operation=op)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": infra.bootstrap})
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+def test_kill_9_of_a_worker_in_the_middle_of_a_batch(
+    make_stack: Callable[..., Stack], infra: Infra, photos: dict[str, bytes]
+) -> None:
+    """The feature extractor has taken a batch (its jobs say PROCESSING_FEATURES) and produced
+    the features, which the broker will not acknowledge: the features topic asks for two in-sync
+    replicas and has one, so every attempt is refused and retried. The worker provably holds the
+    batch unacknowledged, with its offsets not stored, when it is killed. A new one redoes it."""
+    stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="16").start_all()
+    warm = stack.submit(photos["chelsea.jpg"]).json()["request_id"]
+    assert stack.wait_final(warm)["status"] == "COMPLETED"
+    features = stack.topic("features")
+    _set_topic_config(infra, features, "min.insync.replicas", "2")
+    try:
+        images = [data + uuid.uuid4().bytes for data in photos.values()]
+        ids = submit_many(stack, images)
+        wait_for(
+            lambda: all(stack.status(i).json()["status"] == "PROCESSING_FEATURES" for i in ids),
+            60,
+            0.2,
+            "the feature extractor to take the jobs",
+        )
+        # Taken, and nothing of them acknowledged downstream.
+        assert not {
+            m.key().decode() for m in read_topic(infra.bootstrap, features, quiet_s=1)
+        } & set(ids)
+        assert stack.processes["feature_extractor-0"].process.poll() is None
+        stack.processes["feature_extractor-0"].kill()
+    finally:
+        _set_topic_config(infra, features, "min.insync.replicas", None)
+    stack.start("feature_extractor-0")
+    assert_all_completed(stack, ids, 120)
 
 
 def test_two_feature_extractors_share_the_work(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import Stack
+from conftest import Stack, read_topic
 from penguin12.imaging import CorruptImage, ImageTooLarge, UnsupportedImage, prepare_image
+from penguin12.schemas import ImageJob
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -196,3 +198,22 @@ def test_maximum_size_upload_flows_through_kafka(stack: Stack) -> None:
     response = stack.submit(data, "noise.png", "image/png")
     assert response.status_code == 202, response.text
     assert stack.wait_final(response.json()["request_id"])["status"] == "COMPLETED"
+
+
+def test_an_animated_upload_is_judged_on_its_first_frame(stack: Stack) -> None:
+    """What the pipeline judges is the first frame: read the job the preprocessor queued."""
+    frames = [Image.new("RGB", (96, 96), c) for c in ((230, 30, 30), (30, 30, 230), (30, 230, 30))]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    response = stack.submit(data, "animated.webp", "image/webp")
+    assert response.status_code == 202, response.text
+    request_id = response.json()["request_id"]
+    assert stack.wait_final(request_id)["status"] == "COMPLETED"
+    [record] = [
+        m
+        for m in read_topic(stack.infra.bootstrap, stack.topic("preprocessed"), quiet_s=1)
+        if m.key().decode() == request_id
+    ]
+    job = ImageJob.model_validate_json(record.value())
+    pixels = job.array()
+    assert np.abs(pixels.reshape(-1, 3).mean(0) - (230, 30, 30)).max() <= 3
+    assert job.content_sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()  # the cache key
