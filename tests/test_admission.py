@@ -105,6 +105,11 @@ def test_backlog_bound_answers_429_then_recovers(
     wait_for(lambda: stack.submit(photos["rocket.jpg"]).status_code == 202, 30, 0.5)
 
 
+def _readyz(stack: Stack) -> tuple[int, dict[str, str]]:
+    response = httpx.get(stack.url("preprocessor", "/readyz"), timeout=10)
+    return response.status_code, response.json()
+
+
 def test_kafka_outage_answers_503_fast_and_recovers(
     make_stack: Callable[..., Stack],
     infra: Infra,
@@ -130,6 +135,13 @@ def test_kafka_outage_answers_503_fast_and_recovers(
     assert refused.status_code == 503 and refused.headers["Retry-After"]
     assert "nothing was queued" in refused.json()["detail"]
     assert elapsed < 15
+    # Readiness names the missing dependency (and turns green again below).
+    wait_for(
+        lambda: _readyz(stack) == (503, {"kafka": "unreachable", "redis": "ok"}),
+        30,
+        0.3,
+        "the preprocessor's /readyz to report Kafka down",
+    )
 
     # Longer than the consumers' session timeout: each worker leaves its group and, once out of it
     # for PENGUIN12_REJOIN_TIMEOUT_S, replaces its consumer (librdkafka has been seen never to
@@ -145,6 +157,9 @@ def test_kafka_outage_answers_503_fast_and_recovers(
     )
 
     own_kafka()  # same ports, same data: the services reconnect by themselves
+    wait_for(
+        lambda: _readyz(stack) == (200, {"kafka": "ok", "redis": "ok"}), 90, 0.5, "ready again"
+    )
     response = wait_for(
         lambda: (r := stack.submit(photos["chelsea.jpg"])).status_code == 202 and r, 90, 0.5
     )
