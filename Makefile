@@ -16,7 +16,7 @@ setup: ## Install everything local runs and tests need (uv, Python deps from uv.
 setup-test: setup ## Also install what the tests need: Chromium (Debian package), Prometheus, Jaeger (built once)
 	@bash infra/local/setup-test.sh
 
-run: setup ## Start Kafka (KRaft), Redis and the four services locally; prints URLs when ready
+run: setup ## Start Kafka (KRaft; PENGUIN12_KAFKA_BROKERS=3: a cluster), Redis and the four services; prints URLs
 	@$(RUN) python -m penguin12_devstack up
 
 stop: ## Stop everything `make run` started
