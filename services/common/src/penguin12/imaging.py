@@ -344,11 +344,17 @@ _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def _wide_range(image: Image.Image) -> tuple[float, float] | None:
-    """The value range a 16-bit, 32-bit or float image is stretched from (the whole image's)."""
+    """The value range a 16-bit, 32-bit or float image is mapped to 0-255 from.
+
+    16-bit samples map from their full range (value * 255 / 65535: a dark photo stays dark, as
+    every viewer shows it); 32-bit and float samples have no fixed range: the whole image's.
+    """
     if image.mode not in _WIDE_MODES:
         return None
-    low, high = image.getextrema()
-    return float(low), float(high)  # type: ignore[arg-type]
+    low, high = (float(v) for v in image.getextrema())  # type: ignore[arg-type]
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        return 0.0, 65535.0
+    return low, high
 
 
 def _strip_to_rgb(

@@ -76,6 +76,7 @@ class JobPublisher:
                     self._settings.topic_status, request_id, schemas.encode(pending), headers
                 ),
             ]
+            log.debug("job handed to Kafka; awaiting its acknowledgement")
             try:
                 # librdkafka's own message timeout (delivery_timeout_s) decides; the extra second
                 # makes sure we never answer 503 for a record that was in fact delivered.
