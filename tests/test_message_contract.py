@@ -22,10 +22,13 @@ from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
 CONTRACTS = Path(__file__).parent / "contracts" / "v1"
 RECORDS: dict[str, type[schemas._Message]] = {
     "image_job.json": ImageJob,
+    "image_job_with_evidence.json": ImageJob,
     "features.json": FeaturesMessage,
+    "features_with_evidence.json": FeaturesMessage,
     "status_processing.json": StatusUpdate,
     "status_pending_with_callback.json": StatusUpdate,
     "status_completed.json": StatusUpdate,
+    "status_completed_declared_ai.json": StatusUpdate,
     "status_failed.json": StatusUpdate,
     "status_reopen.json": StatusUpdate,
 }

@@ -48,12 +48,40 @@ class ModelInfo(BaseModel):
     demo: bool
 
 
+class Finding(BaseModel):
+    """One piece of evidence read from the uploaded file's own metadata (not from its pixels).
+
+    ``source`` is where it was read (``c2pa``, ``xmp``, ``png``, ``exif``, ``evidence``);
+    ``finding`` a short stable code a program can match (see `penguin12.evidence`); ``detail`` the
+    same in words a person understands.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Annotated[str, Field(max_length=32)]
+    finding: Annotated[str, Field(max_length=64)]
+    detail: Annotated[str, Field(max_length=1024)]
+
+
 class Result(BaseModel):
     prediction: str = Field(description="Predicted label, REAL or FAKE.")
     confidence: float = Field(ge=0.0, le=1.0, description="Probability of the predicted label.")
-    fake_probability: float = Field(ge=0.0, le=1.0)
+    fake_probability: float = Field(
+        ge=0.0, le=1.0, description="The pixel model's probability that the image is AI-made."
+    )
     model: ModelInfo
     demo: bool = Field(description="True when a demo bundle made this result: it means nothing.")
+    # Optional so that results recorded before these fields existed still decode.
+    assessment: str | None = Field(
+        default=None,
+        description="What decided the verdict; `declared_ai` when the file itself declares "
+        "AI generation (see `evidence`), whatever the pixel model says.",
+    )
+    evidence: list[Finding] | None = Field(
+        default=None,
+        description="What the file's metadata says about its origin (C2PA, IPTC, generator "
+        "tags). Empty when nothing was found, which proves nothing: metadata is easy to strip.",
+    )
 
 
 class _Message(BaseModel):
@@ -74,6 +102,9 @@ class ImageJob(_Message):
     width: int = Field(gt=0)
     content_sha256: str = Field(description="sha256 of the prepared pixels: the cache key.")
     source_format: str
+    # Read from the original upload bytes, which only the preprocessor holds. Sent only when
+    # something was found (None, not [], by default) so older consumers keep accepting the rest.
+    evidence: list[Finding] | None = Field(default=None, max_length=64)
 
     def array(self) -> np.ndarray:
         expected = self.height * self.width * 3
@@ -88,6 +119,8 @@ class FeaturesMessage(_Message):
     embedding: bytes
     model: ModelInfo
     cache_hit: bool
+    # Passed on unchanged from the ImageJob, for the classifier's verdict.
+    evidence: list[Finding] | None = Field(default=None, max_length=64)
 
     def vector(self) -> np.ndarray:
         if len(self.embedding) % 4:

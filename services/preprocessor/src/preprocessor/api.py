@@ -21,7 +21,7 @@ from fastapi import (
 from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 
-from penguin12.imaging import ImageRejected, prepare_image
+from penguin12.imaging import ImageRejected
 from penguin12.logs import request_context
 from penguin12.metrics import JOBS_SUBMITTED
 from penguin12.schemas import ErrorResponse, FieldErrors, SubmitResponse
@@ -31,6 +31,7 @@ from preprocessor import remote
 from preprocessor.admission import Admission
 from preprocessor.jobs import JobPublisher, PublishFailed
 from preprocessor.settings import PreprocessorSettings
+from preprocessor.upload import prepare_upload
 
 log = logging.getLogger("penguin12.preprocessor.api")
 tracer = trace.get_tracer("penguin12.preprocessor")
@@ -201,17 +202,12 @@ async def _accept(
             data = await remote.download(url or "", settings.max_upload_bytes)
         try:
             with tracer.start_as_current_span("preprocess"):
-                image = await run_in_threadpool(
-                    prepare_image,
-                    data,
-                    size=settings.input_size,
-                    max_pixels=settings.max_image_pixels,
-                )
+                image, evidence = await run_in_threadpool(prepare_upload, data, settings)
         except ImageRejected as exc:
             log.info("upload refused (%d): %s", exc.status_code, exc)
             raise _reject("invalid", exc.status_code, str(exc)) from exc
         try:
-            await publisher.publish(request_id, image, callback_url=callback_url)
+            await publisher.publish(request_id, image, evidence=evidence, callback_url=callback_url)
         except PublishFailed as exc:
             log.error("could not queue the job: %s", exc)
             raise _reject(
@@ -222,11 +218,14 @@ async def _accept(
             ) from exc
         JOBS_SUBMITTED.labels(outcome="accepted").inc()
         log.info(
-            "accepted %s %dx%d (%d bytes)",
+            "accepted %s %dx%d (%d bytes)%s",
             image.source_format,
             image.original_width,
             image.original_height,
             len(data),
+            f"; evidence: {', '.join(f'{f.source}/{f.finding}' for f in evidence)}"
+            if evidence
+            else "",
         )
         return _ticket(settings, request_id)
 

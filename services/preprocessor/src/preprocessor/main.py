@@ -18,6 +18,7 @@ from preprocessor.api import router
 from preprocessor.jobs import IdempotencyRegistry, JobPublisher
 from preprocessor.settings import PreprocessorSettings
 from preprocessor.ui import install_ui
+from preprocessor.upload import load_trust
 
 log = logging.getLogger("penguin12.preprocessor")
 
@@ -27,6 +28,7 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        load_trust(settings.c2pa_trust_anchors_file)  # a wrong path stops the start, clearly
         client, store = await connect_infrastructure(settings)
         delivery_ms = int(settings.delivery_timeout_s * 1000)
         health = KafkaHealth(settings)
