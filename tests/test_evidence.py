@@ -257,7 +257,7 @@ def test_each_kind_of_hostile_file_is_named_in_a_finding(hostile: dict[str, byte
         "xmp_entity_bomb": ("xmp", "unreadable"),
         "xmp_deep_nesting": ("xmp", "unreadable"),
         "jumbf_deep_nesting": ("c2pa", "manifest_unreadable"),
-        "manifest_truncated": ("c2pa", "manifest_unreadable"),
+        "manifest_corrupt": ("c2pa", "manifest_invalid"),
         "manifest_oversized": ("c2pa", "manifest_unreadable"),
         "png_text_flood": ("evidence", "truncated"),
         "exif_hostile": ("exif", "unreadable"),

@@ -316,7 +316,7 @@ def hostile() -> dict[str, bytes]:
     deep = b"<a>" * 20_000 + b"DigitalSourceType" + b"</a>" * 20_000
     files["xmp_deep_nesting"] = xmp_jpeg(deep[:65_000])
     # C2PA: random bytes where the manifest store should be; a JUMBF box nested 2 000 deep;
-    # a signed manifest cut in half; 5 MB of APP11 segments.
+    # a signed manifest with 4 KB zeroed; 5 MB of APP11 segments.
     files["manifest_garbage"] = with_app_segment(
         base, 0xEB, _jumbf_app11(b"\x00\x00\x40\x00jumb" + rng.bytes(16_000))
     )
@@ -324,8 +324,8 @@ def hostile() -> dict[str, bytes]:
         base, 0xEB, _jumbf_app11(nested_jumbf(2_000)[:65_000])
     )
     signed = c2pa_signed(base)
-    app11 = signed.index(b"\xff\xeb")
-    files["manifest_truncated"] = signed[: app11 + 4000] + signed[app11 + 8000 :]
+    app11 = signed.index(b"\xff\xeb")  # zero 4 KB inside the manifest's first segment
+    files["manifest_corrupt"] = signed[: app11 + 300] + bytes(4096) + signed[app11 + 4396 :]
     many = base
     for i in range(80):
         many = with_app_segment(many, 0xEB, _jumbf_app11(rng.bytes(64_000), i + 1))
