@@ -274,3 +274,9 @@ def test_a_reader_that_breaks_becomes_a_finding_not_an_error(
 
     monkeypatch.setattr(evidence, "find_blocks", broken)
     assert codes(read_evidence(samples.jpeg())) == [("evidence", "unreadable")]
+
+
+def test_a_manifest_in_a_file_over_the_size_limit_is_not_checked(signed: bytes) -> None:
+    found = read_evidence(signed, limits=Limits(max_c2pa_file_bytes=len(signed) - 1))
+    assert codes(found) == [("c2pa", "manifest_unreadable")]
+    assert "not checked" in found[0].detail

@@ -85,6 +85,16 @@ def _read(data: bytes, trust: TrustSettings, limits: Limits) -> list[Finding]:
                 f"the {limits.max_manifest_bytes:,}-byte limit; it was not checked.",
             )
         )
+    elif blocks.manifest_bytes and len(data) > limits.max_c2pa_file_bytes:
+        findings.append(
+            Finding(
+                source="c2pa",
+                finding="manifest_unreadable",
+                detail=f"The file carries a C2PA manifest, but at {len(data):,} bytes it is over "
+                f"the {limits.max_c2pa_file_bytes:,}-byte limit for checking one; it was not "
+                "checked.",
+            )
+        )
     elif blocks.manifest_bytes:
         findings += read_manifest(data, blocks.container, trust)
     elif provenance:
