@@ -84,6 +84,12 @@ def test_declarations_decide_and_other_evidence_is_reported(
         assert (result["prediction"], result["assessment"]) == ("FAKE", "declared_ai"), name
         assert 0.0 <= result["fake_probability"] <= 1.0  # the pixel model's, still reported
     assert "on the configured trust list" in finals["c2pa"]["result"]["evidence"][0]["detail"]
+    assert (
+        evidence_stack.metric(
+            "preprocessor", "penguin12_evidence_findings_total", 'finding="ai_declared"'
+        )
+        == 2
+    )
 
     reported_only = {
         "c2pa_tampered": [("c2pa", "manifest_invalid")],

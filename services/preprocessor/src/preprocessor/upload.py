@@ -12,6 +12,7 @@ from opentelemetry import trace
 
 from penguin12.evidence import TrustSettings, read_evidence
 from penguin12.imaging import PreparedImage, prepare_image
+from penguin12.metrics import EVIDENCE_FINDINGS
 from penguin12.schemas import Finding
 from preprocessor.settings import PreprocessorSettings
 
@@ -31,4 +32,6 @@ def prepare_upload(
         return image, []
     with tracer.start_as_current_span("read_evidence"):
         evidence = read_evidence(data, trust=load_trust(settings.c2pa_trust_anchors_file))
+    for finding in evidence:
+        EVIDENCE_FINDINGS.labels(source=finding.source, finding=finding.finding).inc()
     return image, evidence
