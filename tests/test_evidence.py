@@ -260,6 +260,7 @@ def test_each_kind_of_hostile_file_is_named_in_a_finding(hostile: dict[str, byte
         "manifest_corrupt": ("c2pa", "manifest_invalid"),
         "manifest_oversized": ("c2pa", "manifest_unreadable"),
         "png_text_flood": ("evidence", "truncated"),
+        "png_xmp_flood": ("evidence", "truncated"),
         "exif_hostile": ("exif", "unreadable"),
     }
     for name, code in expected.items():

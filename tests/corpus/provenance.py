@@ -304,6 +304,11 @@ def hostile() -> dict[str, bytes]:
     # One 8 MB XMP packet in a PNG iTXt chunk.
     big_packet = xmp_packet("trainedAlgorithmicMedia") + b" " * (8 << 20)
     files["huge_xmp_png"] = _png_with_chunks([_itxt("XML:com.adobe.xmp", big_packet)])
+    # 5 000 compressed XMP chunks, each inflating to 1 MB of padding.
+    padded = zlib.compress(xmp_packet("trainedAlgorithmicMedia") + b" " * (1 << 20), 9)
+    files["png_xmp_flood"] = _png_with_chunks(
+        [_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + padded)] * 5000
+    )
     # Entity expansion (billion laughs) and deep element nesting in XMP.
     laughs = (
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "DigitalSourceType">'

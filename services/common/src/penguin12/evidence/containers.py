@@ -94,7 +94,7 @@ def _jpeg(data: bytes, limits: Limits) -> Blocks:
 def _png(data: bytes, limits: Limits) -> Blocks:
     blocks = Blocks("PNG")
     view = memoryview(data)  # slices below copy nothing until a block is kept
-    pos, end, walked, text_total = 8, len(data), 0, 0
+    pos, end, walked, text_chunks, text_total = 8, len(data), 0, 0, 0
     while pos + 8 <= end:
         walked += 1
         if walked > limits.max_blocks:
@@ -111,7 +111,8 @@ def _png(data: bytes, limits: Limits) -> Blocks:
         elif kind == b"eXIf" and blocks.exif is None:
             blocks.exif = bytes(view[start : start + min(length, limits.max_exif_bytes)])
         elif kind in (b"tEXt", b"zTXt", b"iTXt"):
-            if len(blocks.text) >= limits.max_text_chunks:
+            text_chunks += 1  # XMP packets (iTXt) included: each may have to be inflated
+            if text_chunks > limits.max_text_chunks:
                 _note(blocks, f"more than {limits.max_text_chunks} text chunks")
                 continue
             budget = min(limits.max_text_bytes, limits.max_total_text_bytes - text_total)
@@ -122,8 +123,13 @@ def _png(data: bytes, limits: Limits) -> Blocks:
             if kind == b"iTXt" and bytes(body[:18]) == XMP_PNG_KEYWORD.encode() + b"\x00":
                 # compression flag, method, language tag \0, translated keyword \0, packet
                 packet = _after_nulls(body[20:], 2)
-                if packet is not None and body[18] == 1:
-                    packet = memoryview(_inflate(packet, limits.max_xmp_bytes + 1))
+                if packet is not None and body[18] == 1:  # inflate no more than the budget + 1
+                    room = min(budget, limits.max_xmp_bytes - sum(map(len, blocks.xmp)))
+                    packet = memoryview(_inflate(packet, max(room, 0) + 1))
+                    text_total += len(packet)
+                    if len(packet) > room:
+                        _note(blocks, f"XMP over the {limits.max_xmp_bytes:,}-byte limit")
+                        continue
                 if packet is not None:
                     _add_xmp(blocks, packet, limits)
                 continue
