@@ -3,8 +3,10 @@ hostile metadata held to its bounds. Fast: no Kafka; the pipeline is test_eviden
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import threading
 import tracemalloc
 
 import pytest
@@ -100,6 +102,28 @@ def test_a_stripped_manifest_is_invisible_unless_xmp_remembers_it(signed: bytes)
     found = read_evidence(remembered)
     assert codes(found) == [("c2pa", "manifest_missing")]
     assert "stripped" in found[0].detail
+
+
+def test_a_remote_manifest_is_named_and_never_fetched(chain: samples.SigningChain) -> None:
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_error(404)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/manifest.c2pa"
+        data = samples.c2pa_signed(samples.jpeg(4), chain=chain, remote_url=url)
+        found = read_evidence(data)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert codes(found) == [("c2pa", "manifest_missing")]
+    assert url in found[0].detail and "fetches nothing" in found[0].detail
+    assert asked == []
 
 
 # -------------------------------------------------------------------------------------- XMP

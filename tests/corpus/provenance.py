@@ -133,8 +133,10 @@ def c2pa_signed(
     generator: str = "Penguin12 test generator",
     mime: str = "image/jpeg",
     chain: SigningChain | None = None,
+    remote_url: str | None = None,
 ) -> bytes:
-    """``source`` with an embedded C2PA manifest: one c2pa.created action of ``source_type``."""
+    """``source`` with a C2PA manifest: one c2pa.created action of ``source_type``; embedded, or
+    only referenced from the XMP (``remote_url``: the manifest is meant to be served there)."""
     import c2pa
 
     chain = chain or signing_chain()
@@ -151,6 +153,9 @@ def c2pa_signed(
     )
     signed = io.BytesIO()
     with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest) as builder:
+        if remote_url:
+            builder.set_no_embed()
+            builder.set_remote_url(remote_url)
         builder.sign(signer, mime, io.BytesIO(source), signed)
     return signed.getvalue()
 
