@@ -47,7 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from pydantic_settings import SettingsConfigDict
 
 from penguin12 import schemas
-from penguin12.kafka import AsyncProducer, producer_config
+from penguin12.kafka import AsyncProducer, client_config, producer_config
 from penguin12.settings import CommonSettings
 from penguin12.worker import DLQ_REASON as REASON
 from penguin12.worker import DLQ_SERVICE as SERVICE
@@ -167,7 +167,7 @@ class ReplayLog:
 def _consumer(settings: DlqSettings, group_id: str) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings),
             "group.id": group_id,
             "client.id": settings.service_name,
             "enable.auto.commit": False,
@@ -399,7 +399,7 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
         )
     if not updates:
         return
-    store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
+    store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s, settings)
     try:
         store.apply_many(list(updates.values()))  # at once: status_url shows the new attempt
     finally:

@@ -18,7 +18,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from penguin12 import schemas
-from penguin12.kafka import AsyncProducer
+from penguin12.kafka import AsyncProducer, client_config
 from penguin12.schemas import JobStatus, StatusUpdate
 from penguin12.state import JobStore
 from penguin12.worker import status_output
@@ -34,7 +34,7 @@ def rebuild_state(settings: ProvenanceSettings, store: JobStore, timeout_s: floa
     """Replay the status topic from its start up to its current end into Redis; returns records."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings),
             "group.id": f"{settings.consumer_group}-rebuild",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
