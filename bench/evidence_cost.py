@@ -31,7 +31,7 @@ from typing import Any
 from bench.common import Result, Target, log, parse_args
 from bench.corpus import describe, load_corpus
 
-SCENARIO = "8_evidence_cost"
+SCENARIO = "9_evidence_cost"
 
 
 def _cpu_ms(fn: Callable[[], object], repeats: int) -> list[float]:

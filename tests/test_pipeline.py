@@ -85,16 +85,31 @@ def test_cors_allows_localhost_apps_and_extensions_only(stack: Stack) -> None:
     def preflight(origin: str) -> httpx.Response:
         return httpx.options(
             stack.url("preprocessor", "/v1/infer"),
-            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key, idempotency-key",
+            },
             timeout=5,
         )
 
     for origin in (
         "http://localhost:3000",
         "http://127.0.0.1:5173",
+        "http://[::1]:8080",
         "chrome-extension://" + "a" * 32,
+        "moz-extension://0b8e6a4e-5c1d-4f7a-9e1b-2d3c4b5a6f70",
     ):
         response = preflight(origin)
         assert response.status_code == 200, origin
         assert response.headers["access-control-allow-origin"] == origin
-    assert "access-control-allow-origin" not in preflight("https://evil.example").headers
+        # An extension sends its API key in X-API-Key: the preflight must allow that header.
+        allowed = response.headers["access-control-allow-headers"].lower()
+        assert "x-api-key" in allowed, (origin, allowed)
+    for origin in (
+        "https://evil.example",
+        "http://localhost.evil.example",
+        "http://[::2]:8080",
+        "moz-extension://",
+    ):
+        assert "access-control-allow-origin" not in preflight(origin).headers, origin

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import re
+import select
+import socket
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import Stack
-from penguin12.imaging import CorruptImage, ImageTooLarge, UnsupportedImage, prepare_image
+from conftest import Stack, read_topic
+from penguin12.imaging import (
+    CorruptImage,
+    ImageTooLarge,
+    Preprocessing,
+    UnsupportedImage,
+    prepare_image,
+)
+from penguin12.schemas import ImageJob
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -19,7 +32,7 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
 
 
 def prepare(data: bytes) -> np.ndarray:
-    return prepare_image(data, size=224, max_pixels=4_000_000).pixels
+    return prepare_image(data, preprocessing=Preprocessing(), max_pixels=4_000_000).pixels
 
 
 def test_exif_orientation_is_honoured() -> None:
@@ -53,6 +66,56 @@ def test_every_mode_becomes_rgb(mode: str, fmt: str) -> None:
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
 
 
+def quadrants(pixels: np.ndarray) -> list[np.ndarray]:
+    """Mean RGB of the middle of each quadrant (top-left, top-right, bottom-left, bottom-right)."""
+    centres = [(56, 56), (56, 168), (168, 56), (168, 168)]
+    return [pixels[r - 24 : r + 24, c - 24 : c + 24].reshape(-1, 3).mean(0) for r, c in centres]
+
+
+def four_patches(mode: str, colours: list[object], size: int = 64) -> Image.Image:
+    image = Image.new(mode, (size, size))
+    half = size // 2
+    boxes = [
+        (0, 0, half, half),
+        (half, 0, size, half),
+        (0, half, half, size),
+        (half, half, size, size),
+    ]
+    for colour, box in zip(colours, boxes, strict=True):
+        image.paste(colour, box)  # type: ignore[arg-type]
+    return image
+
+
+def test_cmyk_colours_are_converted_not_just_the_shape() -> None:
+    # Pure cyan, magenta, yellow and black ink: their RGB is known exactly.
+    cmyk = four_patches("CMYK", [(255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255)])
+    expected = [(0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0)]
+    for got, want in zip(
+        quadrants(prepare(encode(cmyk, "JPEG", quality=95))), expected, strict=True
+    ):
+        assert np.abs(got - np.array(want)).max() <= 8, (got, want)
+
+
+def test_sixteen_bit_grey_keeps_its_brightness() -> None:
+    # 16-bit samples scale to 8 bits as value * 255 / 65535: a dark image is not stretched to
+    # full contrast, and grey stays grey in all three channels.
+    values = [0, 8192, 32768, 65535]
+    grey = np.zeros((64, 64), dtype=np.uint16)
+    grey[:32, :32], grey[:32, 32:], grey[32:, :32], grey[32:, 32:] = values
+    image = Image.fromarray(grey)
+    assert image.mode == "I;16"
+    for got, value in zip(quadrants(prepare(encode(image, "PNG"))), values, strict=True):
+        assert np.abs(got - value * 255 / 65535).max() <= 2, (got, value)
+
+
+def test_palette_and_grey_colours_survive() -> None:
+    palette = four_patches("RGB", [(200, 30, 30), (30, 200, 30), (30, 30, 200), (250, 250, 250)])
+    pixels = prepare(encode(palette.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"))
+    expected = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (250, 250, 250)]
+    for got, want in zip(quadrants(pixels), expected, strict=True):
+        assert np.abs(got - np.array(want)).max() <= 4, (got, want)
+
+
 def test_transparency_is_composited_on_white() -> None:
     pixels = prepare(encode(Image.new("RGBA", (32, 32), (0, 0, 0, 0)), "PNG"))
     assert pixels.min() == 255
@@ -62,6 +125,19 @@ def test_sixteen_bit_range_is_kept() -> None:
     ramp = np.tile(np.linspace(0, 65535, 256, dtype=np.uint16), (16, 1))
     pixels = prepare(encode(Image.fromarray(ramp), "PNG"))
     assert pixels[..., 0].min() < 10 and pixels[..., 0].max() > 245
+
+
+def test_animated_image_is_judged_on_its_first_frame() -> None:
+    red = Image.new("RGB", (48, 48), (220, 20, 20))
+    blue = Image.new("RGB", (48, 48), (20, 20, 220))
+    green = Image.new("RGB", (48, 48), (20, 220, 20))
+    for fmt in ("PNG", "WEBP"):
+        data = encode(
+            red, fmt, save_all=True, append_images=[blue, green], duration=100, lossless=True
+        )
+        assert Image.open(io.BytesIO(data)).n_frames == 3, fmt
+        pixels = prepare(data)
+        assert np.abs(pixels.reshape(-1, 3).mean(0) - (220, 20, 20)).max() <= 3, fmt
 
 
 def test_refusals_say_why() -> None:
@@ -119,8 +195,6 @@ def test_oversized_file_is_413(stack: Stack) -> None:
 
 
 def test_missing_file_field_is_422(stack: Stack) -> None:
-    import httpx
-
     response = httpx.post(stack.url("preprocessor", "/v1/infer"), data={"x": "1"}, timeout=10)
     assert response.status_code == 422
 
@@ -133,3 +207,205 @@ def test_maximum_size_upload_flows_through_kafka(stack: Stack) -> None:
     response = stack.submit(data, "noise.png", "image/png")
     assert response.status_code == 202, response.text
     assert stack.wait_final(response.json()["request_id"])["status"] == "COMPLETED"
+
+
+def test_an_animated_upload_is_judged_on_its_first_frame(stack: Stack) -> None:
+    """What the pipeline judges is the first frame: read the job the preprocessor queued."""
+    frames = [Image.new("RGB", (96, 96), c) for c in ((230, 30, 30), (30, 30, 230), (30, 230, 30))]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    response = stack.submit(data, "animated.webp", "image/webp")
+    assert response.status_code == 202, response.text
+    request_id = response.json()["request_id"]
+    assert stack.wait_final(request_id)["status"] == "COMPLETED"
+    [record] = [
+        m
+        for m in read_topic(stack.infra.bootstrap, stack.topic("preprocessed"), quiet_s=1)
+        if m.key().decode() == request_id
+    ]
+    job = ImageJob.model_validate_json(record.value())
+    pixels = job.array()
+    assert np.abs(pixels.reshape(-1, 3).mean(0) - (230, 30, 30)).max() <= 3
+    assert job.content_sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()  # the cache key
+
+
+# --- decoding bounded in memory (issue #11, item 1) -----------------------------------------
+
+
+def test_sixteen_bit_bomb_decodes_without_full_size_float_copies() -> None:
+    # A 77 KB PNG that decodes to 6300x6300 16-bit pixels. It used to be stretched through two
+    # full-size float64 arrays (2 x 318 MB); now only strips of a few MB are ever converted.
+    import tracemalloc
+
+    from corpus.nasty import png_flat_bomb
+
+    data = png_flat_bomb(6300)
+    assert len(data) < 80_000
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc; Pillow's image is not counted
+    try:
+        pixels = prepare_image(data, preprocessing=Preprocessing(), max_pixels=40_000_000).pixels
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert pixels.shape == (224, 224, 3)
+    assert peak < 64 * 2**20, f"numpy peaked at {peak / 2**20:.0f} MiB"
+
+
+def test_decode_cost_is_known_before_any_pixel_is_decoded() -> None:
+    from corpus.nasty import png_flat_bomb, webp_lossless_bomb
+
+    from penguin12.imaging import check_decode_budget, probe_image
+
+    webp = probe_image(webp_lossless_bomb(6300), max_pixels=40_000_000, min_side=448)
+    assert len(webp_lossless_bomb(6300)) < 100
+    # libwebp holds four full-size copies: ~606 MiB for 6300x6300, known from the header.
+    assert 600 * 2**20 < webp.decode_bytes < 700 * 2**20
+    with pytest.raises(ImageTooLarge, match=r"6300x6300 WEBP .* about 6\d\d MiB .* 512 MiB"):
+        check_decode_budget(webp, 512 * 2**20)
+    png = probe_image(png_flat_bomb(6300), max_pixels=40_000_000, min_side=448)
+    assert 75 * 2**20 < png.decode_bytes < 130 * 2**20  # 2 bytes per pixel, plus strips
+    check_decode_budget(png, 512 * 2**20)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P-transparent", "I;16", "L", "CMYK"])
+def test_strip_conversion_matches_converting_the_whole_image(mode: str) -> None:
+    # The strip-by-strip decode must give what the old whole-image conversion gave (up to 8-bit
+    # rounding): compositing on white, 16-bit scaling and box reduction commute.
+    from penguin12.imaging import _reduced_rgb
+
+    rng = np.random.default_rng(3)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(1000, 60000, (900, 1300), dtype=np.uint16))
+        array = np.asarray(image, dtype=np.float64)
+        whole = Image.fromarray((array * (255.0 / 65535.0)).astype(np.uint8))  # 16-bit range
+        whole = whole.convert("RGB")
+    else:
+        rgba = Image.fromarray(rng.integers(0, 256, (900, 1300, 4), dtype=np.uint8), "RGBA")
+        image = {
+            "RGBA": rgba,
+            "LA": rgba.convert("LA"),
+            "P-transparent": rgba.convert("RGB").quantize(64),
+            "L": rgba.convert("L"),
+            "CMYK": rgba.convert("CMYK"),
+        }[mode]
+        if mode == "P-transparent":
+            image.info["transparency"] = 5
+        if image.mode in ("RGBA", "LA", "P"):
+            source = image.convert("RGBA")
+            white = Image.new("RGBA", source.size, (255, 255, 255, 255))
+            whole = Image.alpha_composite(white, source).convert("RGB")
+        else:
+            whole = image.convert("RGB")
+    expected = np.asarray(whole.reduce(7), dtype=np.int16)
+    got = np.asarray(_reduced_rgb(image, 7), dtype=np.int16)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 3, np.abs(got - expected).max()
+    assert np.abs(got - expected).mean() < 0.6
+
+
+# --- request bodies held to their limits as they stream in (issue #11, item 2) --------------
+
+
+def _open_post(port: int, path: str, headers: dict[str, str]) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock.sendall(head.encode())
+    return sock
+
+
+def _read_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, object]]:
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("path", "declared"), [("/v1/infer", 60 * 2**20), ("/v1/infer/batch", 200 * 2**20)]
+)
+def test_oversized_body_is_refused_from_its_content_length(
+    stack: Stack, path: str, declared: int
+) -> None:
+    # Only the headers are sent: the answer must come without the server waiting for the body.
+    sock = _open_post(
+        stack.ports["preprocessor"],
+        path,
+        {"Content-Type": "multipart/form-data; boundary=xyz", "Content-Length": str(declared)},
+    )
+    with sock:
+        status, body = _read_response(sock, timeout=20)
+    assert status == 413, body
+    assert f"{declared:,} bytes" in str(body["detail"]) and "Nothing was read" in str(
+        body["detail"]
+    )
+
+
+def test_streamed_body_is_cut_off_at_the_limit(stack: Stack) -> None:
+    # A chunked upload (no Content-Length) that never ends: the server must stop reading and
+    # answer once the body passes the limit, not wait for the end and spool it all first.
+    sock = _open_post(
+        stack.ports["preprocessor"],
+        "/v1/infer",
+        {"Content-Type": "multipart/form-data; boundary=xyz", "Transfer-Encoding": "chunked"},
+    )
+    part = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+    sent = 0
+    answer = None
+    with sock:
+        sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        megabyte = b"\xff" * 2**20
+        while sent < 40 * 2**20 and answer is None:
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(megabyte), megabyte))
+                sent += len(megabyte)
+            except OSError:
+                pass
+            readable, _, _ = select.select([sock], [], [], 0.05 if sent < 12 * 2**20 else 1)
+            if readable:
+                answer = _read_response(sock, timeout=10)
+    assert answer is not None, f"no answer after {sent:,} bytes"
+    status, body = answer
+    assert status == 413, body
+    assert "stopped reading" in str(body["detail"])
+    assert sent < 20 * 2**20
+
+
+def test_too_many_form_parts_are_refused(stack: Stack) -> None:
+    png = encode(Image.new("RGB", (8, 8)), "PNG")
+    fields = {f"field{i}": "x" for i in range(200)}
+    response = httpx.post(
+        stack.url("preprocessor", "/v1/infer"),
+        files={"file": ("a.png", png, "image/png")},
+        data=fields,
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text
+    assert "more than 8 parts" in response.json()["detail"]
+
+
+def test_full_size_decode_is_pixel_exact_without_full_size_copies() -> None:
+    # min_side=None (a model that must match its reference exactly): no reduced-scale decode,
+    # and the strip-wise conversion gives exactly what converting the whole image gives.
+    from penguin12.imaging import decode_rgb, probe_image
+
+    rng = np.random.default_rng(5)
+    rgba = Image.fromarray(rng.integers(0, 256, (300, 500, 4), dtype=np.uint8), "RGBA")
+    probe = probe_image(encode(rgba, "PNG"), max_pixels=4_000_000, min_side=None)
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    assert np.array_equal(np.asarray(decode_rgb(probe, min_side=None)), expected)
+    jpeg = encode(rgba.convert("RGB"), "JPEG", quality=90)
+    probe = probe_image(jpeg, max_pixels=4_000_000, min_side=None)
+    full = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    assert np.array_equal(np.asarray(decode_rgb(probe, min_side=None)), full)

@@ -14,14 +14,26 @@ class ModelInfo:
     version: str
     architecture: str
     demo: bool
+    family: str = "torch"
+    license: str | None = None
+    origin: str | None = None
+    caveat: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return str(value) if value is not None else None
+
         return cls(
             name=str(data.get("name", "")),
             version=str(data.get("version", "")),
             architecture=str(data.get("architecture", "")),
             demo=bool(data.get("demo", False)),
+            family=str(data.get("family", "torch")),
+            license=text("license"),
+            origin=text("origin"),
+            caveat=text("caveat"),
         )
 
 
@@ -65,6 +77,8 @@ class Finding:
 class Result:
     """A verdict. ``demo`` is True when a demo model (random weights) made it: it means nothing.
 
+    ``assessment`` (likely_real / inconclusive / likely_fake) reads the calibrated
+    ``fake_probability`` through the model's abstain band; ``model.caveat`` says what it is not.
     ``assessment`` is ``declared_ai`` when the file itself declares AI generation (a valid C2PA
     manifest or an IPTC source type): the prediction is then FAKE whatever the pixels say, and
     ``fake_probability`` stays the pixel model's own estimate. ``evidence`` is None from servers
@@ -89,7 +103,7 @@ class Result:
             fake_probability=float(data.get("fake_probability", 0.0)),
             demo=bool(data.get("demo", False)),
             model=ModelInfo.from_json(model) if isinstance(model, dict) else None,
-            assessment=data.get("assessment"),
+            assessment=str(data["assessment"]) if data.get("assessment") is not None else None,
             evidence=tuple(Finding.from_json(f) for f in evidence if isinstance(f, dict))
             if isinstance(evidence, list)
             else None,

@@ -49,16 +49,17 @@ class Classification:
                 prediction=prediction.label,
                 confidence=round(prediction.confidence, 6),
                 fake_probability=round(prediction.fake_probability, 6),
+                assessment=prediction.assessment,
                 model=self._model_info,
                 demo=self._model_info.demo,
             )
             result = apply_declarations(model_verdict, features.evidence or [])
             with request_context(features.request_id):
                 log.info(
-                    "COMPLETED: %s (%.4f)%s",
+                    "COMPLETED: %s (%.4f, %s)",
                     result.prediction,
                     result.confidence,
-                    f", {result.assessment}" if result.assessment else "",
+                    result.assessment,
                 )
             update = StatusUpdate(
                 request_id=features.request_id,

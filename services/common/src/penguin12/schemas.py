@@ -46,6 +46,13 @@ class ModelInfo(BaseModel):
     version: str
     architecture: str
     demo: bool
+    family: str | None = Field(None, description="Model family: torch or onnx_probe.")
+    license: str | None = Field(None, description="Licence of the weights, as their origin states.")
+    origin: str | None = Field(None, description="Where the weights come from (repo, revision).")
+    caveat: str | None = Field(None, description="What a verdict from this model does not mean.")
+
+
+Assessment = Literal["likely_real", "inconclusive", "likely_fake", "declared_ai"]
 
 
 class Finding(BaseModel):
@@ -67,16 +74,23 @@ class Result(BaseModel):
     prediction: str = Field(description="Predicted label, REAL or FAKE.")
     confidence: float = Field(ge=0.0, le=1.0, description="Probability of the predicted label.")
     fake_probability: float = Field(
-        ge=0.0, le=1.0, description="The pixel model's probability that the image is AI-made."
+        ge=0.0,
+        le=1.0,
+        description="The pixel model's calibrated probability that the image is fake/AI-generated "
+        "(still the pixel model's own number when the file declares AI generation).",
+    )
+    assessment: Assessment | None = Field(
+        None,
+        description=(
+            "likely_real / inconclusive / likely_fake from the model's abstain band (a model "
+            "without one uses its single threshold). A signal, not proof: see model.caveat. "
+            "declared_ai: the file itself declares AI generation (see `evidence`), whatever the "
+            "pixel model says."
+        ),
     )
     model: ModelInfo
     demo: bool = Field(description="True when a demo bundle made this result: it means nothing.")
-    # Optional so that results recorded before these fields existed still decode.
-    assessment: str | None = Field(
-        default=None,
-        description="What decided the verdict; `declared_ai` when the file itself declares "
-        "AI generation (see `evidence`), whatever the pixel model says.",
-    )
+    # Optional so that results recorded before it existed still decode.
     evidence: list[Finding] | None = Field(
         default=None,
         description="What the file's metadata says about its origin (C2PA, IPTC, generator "
@@ -102,6 +116,9 @@ class ImageJob(_Message):
     width: int = Field(gt=0)
     content_sha256: str = Field(description="sha256 of the prepared pixels: the cache key.")
     source_format: str
+    # How the pixels were prepared (Preprocessing.key); the feature extractor refuses pixels
+    # prepared for another model. None only from producers that predate the field.
+    preprocessing: str | None = None
     # Read from the original upload bytes, which only the preprocessor holds. Sent only when
     # something was found (None, not [], by default) so older consumers keep accepting the rest.
     evidence: list[Finding] | None = Field(default=None, max_length=64)

@@ -63,6 +63,8 @@ class FeatureExtraction:
                     self._settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
                 )
             )
+        for record in records:
+            self._check_prepared(record.payload)
         images = [r.payload.array() for r in records]  # raises on a malformed payload
         cached = self._cache.get_many([r.payload.content_sha256 for r in records])
         missing = [i for i, value in enumerate(cached) if value is None]
@@ -113,6 +115,16 @@ class FeatureExtraction:
                 status_output(self._settings, self._status(job, JobStatus.CLASSIFYING), ctx)
             )
         return outputs
+
+    def _check_prepared(self, job: ImageJob) -> None:
+        """Pixels prepared for another model would give a confident, wrong answer: fail the job."""
+        wanted = self._model.preprocessing.key
+        if job.preprocessing is not None and job.preprocessing != wanted:
+            raise ValueError(
+                f"the image was prepared as {job.preprocessing}, but the served model "
+                f"{self._model_info.name} ({self._model_info.version}) needs {wanted}: "
+                f"set PENGUIN12_PREPROCESSING={wanted} on the preprocessor"
+            )
 
     def _status(self, job: ImageJob, status: JobStatus) -> StatusUpdate:
         return StatusUpdate(

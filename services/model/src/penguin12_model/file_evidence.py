@@ -31,6 +31,7 @@ def apply_file_evidence(results: Sequence[Any], model_info: Any) -> None:
             prediction=scored.label,
             confidence=scored.confidence,
             fake_probability=scored.fake_probability,
+            assessment=scored.assessment,
             model=info,
             demo=info.demo,
         )

@@ -24,6 +24,7 @@ from penguin12.web import guard_public_route
 from preprocessor import remote
 from preprocessor.admission import Admission
 from preprocessor.api import (
+    DecoderDep,
     PublisherDep,
     SettingsDep,
     _accept,
@@ -75,6 +76,7 @@ async def infer_batch(
     request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
+    decoder: DecoderDep,
     files: Annotated[
         list[UploadFile],
         File(default_factory=list, description="The images (repeat the field)."),
@@ -126,6 +128,7 @@ async def infer_batch(
                     file=upload,
                     settings=settings,
                     publisher=publisher,
+                    decoder=decoder,
                     callback_url=callback,
                 ),
             )

@@ -1,22 +1,16 @@
-"""One upload, prepared: the model's pixels and the evidence its own bytes carry.
-
-Both run in one worker-thread call, after the image was accepted as decodable: the evidence
-readers see only files the pipeline will process, and never fail them.
-"""
+"""The evidence an upload's own bytes carry (C2PA, IPTC XMP, PNG text, EXIF), read after the image
+was accepted as decodable: the readers see only files the pipeline will process, and never fail
+them (a reader that cannot cope reports a finding instead)."""
 
 from __future__ import annotations
 
 import functools
-
-from opentelemetry import trace
+from typing import BinaryIO
 
 from penguin12.evidence import TrustSettings, read_evidence
-from penguin12.imaging import PreparedImage, prepare_image
 from penguin12.metrics import EVIDENCE_FINDINGS
 from penguin12.schemas import Finding
 from preprocessor.settings import PreprocessorSettings
-
-tracer = trace.get_tracer("penguin12.preprocessor")
 
 
 @functools.cache
@@ -24,14 +18,16 @@ def load_trust(anchors_file: str | None) -> TrustSettings:
     return TrustSettings.from_file(anchors_file)
 
 
-def prepare_upload(
-    data: bytes, settings: PreprocessorSettings
-) -> tuple[PreparedImage, list[Finding]]:
-    image = prepare_image(data, size=settings.input_size, max_pixels=settings.max_image_pixels)
+def upload_evidence(source: BinaryIO | bytes, settings: PreprocessorSettings) -> list[Finding]:
+    """Findings from the original upload (held to max_upload_bytes); [] when reading is off."""
     if not settings.read_evidence:
-        return image, []
-    with tracer.start_as_current_span("read_evidence"):
-        evidence = read_evidence(data, trust=load_trust(settings.c2pa_trust_anchors_file))
+        return []
+    if isinstance(source, bytes):
+        data = source
+    else:  # the spooled upload: the C2PA hash covers the whole file, so read it whole, once
+        source.seek(0)
+        data = source.read(settings.max_upload_bytes + 1)
+    evidence = read_evidence(data, trust=load_trust(settings.c2pa_trust_anchors_file))
     for finding in evidence:
         EVIDENCE_FINDINGS.labels(source=finding.source, finding=finding.finding).inc()
-    return image, evidence
+    return evidence
