@@ -35,6 +35,7 @@ SCENARIOS = [
     ("6_growth", "bench.growth", False),
     ("7_extractor_stage", "bench.extractor_stage", False),
     ("8_hostile_uploads", "bench.hostile_uploads", False),
+    ("9_evidence_cost", "bench.evidence_cost", False),
     ("diag_kafka_cost", "bench.kafka_cost", True),
     ("diag_status_store_cost", "bench.status_store_cost", True),
 ]

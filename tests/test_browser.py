@@ -215,3 +215,43 @@ def test_extension_checks_an_image_from_its_context_menu(
     # The verdict came back to the extension: a notification and the popup, both marked DEMO.
     assert f"penguin12-{check['id']}" in notifications
     assert check["prediction"] in popup_text and "DEMO" in popup_text
+
+
+def test_web_page_explains_the_evidence_in_words_and_as_text_only(
+    stack: Stack, chromium_binary: str, tmp_path: Path
+) -> None:
+    """A declared-AI upload shows the declaration; a generator tag carrying markup shows as text."""
+    from corpus import provenance
+
+    declared = tmp_path / "declared.jpg"
+    declared.write_bytes(provenance.xmp_jpeg(provenance.xmp_packet("trainedAlgorithmicMedia")))
+    tagged = tmp_path / "tagged.jpg"
+    tagged.write_bytes(
+        provenance.exif_jpeg(7, Software='Midjourney <img id="injected" src=x onerror=alert(1)>')
+    )
+    evidence = """(() => ({
+      declaredNote: !document.getElementById('declared-note').classList.contains('hidden'),
+      prediction: document.getElementById('prediction').textContent,
+      items: [...document.querySelectorAll('#evidence-list li')].map(
+        (li) => [li.dataset.finding, li.textContent]),
+      injected: !!document.getElementById('injected'),
+    }))()"""
+    with chromium(chromium_binary, tmp_path / "profile") as browser:
+        page = browser.new_page(stack.url("preprocessor", "/ui/"))
+        page.set_files("#file-input", [declared])
+        page.wait_for(_COMPLETED, 60, "the verdict")
+        first = page.evaluate(evidence)
+        page.screenshot(tmp_path / "declared.png")
+        page = browser.new_page(stack.url("preprocessor", "/ui/"))
+        page.set_files("#file-input", [tagged])
+        page.wait_for(_COMPLETED, 60, "the second verdict")
+        second = page.evaluate(evidence)
+
+    assert first["declaredNote"] and first["prediction"] == "FAKE"
+    [(code, text)] = first["items"]
+    assert code == "xmp/ai_declared"
+    assert text.startswith("IPTC metadata (XMP): ") and "trainedAlgorithmicMedia" in text
+    assert not second["declaredNote"]
+    [(code, text)] = second["items"]
+    assert text.startswith("EXIF: ") and '<img id="injected"' in text
+    assert second["injected"] is False

@@ -382,6 +382,30 @@ def test_cli_submit_then_status(client_stack: Stack, photo_files: dict[str, Path
     assert done.returncode == _expected_exit([state])
 
 
+def test_sdk_and_cli_report_the_evidence(
+    client: Penguin12Client, client_stack: Stack, tmp_path: Path
+) -> None:
+    from corpus import provenance
+
+    declared = provenance.xmp_jpeg(provenance.xmp_packet("trainedAlgorithmicMedia"), seed=21)
+    result = client.check(declared, timeout=60).result
+    assert result is not None and result.declared_ai and result.is_fake
+    assert result.evidence is not None
+    [finding] = result.evidence
+    assert (finding.source, finding.finding) == ("xmp", "ai_declared")
+    assert finding.source_words == "IPTC metadata (XMP)"
+
+    tagged = tmp_path / "tagged.png"
+    tagged.write_bytes(provenance.a1111_png(22))
+    done = _cli(client_stack, "--no-progress", "submit", str(tagged), "--wait")
+    assert done.returncode in (0, 1), done.stderr
+    text = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "what the file says about itself" in text
+    assert "PNG text: A 'parameters' text chunk as the Stable Diffusion web UIs" in text
+    plain = client.check(provenance.jpeg(23), timeout=60).result
+    assert plain is not None and plain.evidence == () and not plain.declared_ai
+
+
 def test_cli_detect_runs_the_model_through_the_installed_console_script(
     model_dir: Path, photo_files: dict[str, Path]
 ) -> None:

@@ -257,3 +257,25 @@ def test_draw_roc_png(tmp_path: Path) -> None:
         rgb = np.asarray(img.convert("RGB"))
     blue = (rgb[..., 2] > 150) & (rgb[..., 0] < 80)
     assert blue.sum() > 100  # the curve is drawn
+
+
+def test_detect_reads_the_files_own_evidence_like_the_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from corpus import provenance
+
+    declared = tmp_path / "declared.jpg"
+    declared.write_bytes(provenance.xmp_jpeg(provenance.xmp_packet("trainedAlgorithmicMedia")))
+    tagged = tmp_path / "tagged.png"
+    tagged.write_bytes(provenance.a1111_png())
+    code, out, _ = _run(capsys, "detect", str(declared), str(tagged), "--json")
+    first, second = json.loads(out)["results"]
+    assert (first["label"], first["assessment"]) == ("FAKE", "declared_ai")
+    assert [f["finding"] for f in first["evidence"]] == ["ai_declared"]
+    assert second["assessment"] != "declared_ai"
+    assert [(f["source"], f["finding"]) for f in second["evidence"]] == [
+        ("png", "generator_parameters")
+    ]
+    assert code == cli.EXIT_FAKE
+    _, table, _ = _run(capsys, "detect", str(declared))
+    assert "IPTC metadata (XMP)" in table and "declares AI generation" in table

@@ -9,6 +9,7 @@ from penguin12_client.client import (
 from penguin12_client.models import (
     ApiError,
     BatchItem,
+    Finding,
     JobState,
     ModelInfo,
     Penguin12Error,
@@ -22,6 +23,7 @@ __all__ = [
     "ApiError",
     "AsyncPenguin12Client",
     "BatchItem",
+    "Finding",
     "JobState",
     "ModelInfo",
     "Penguin12Client",

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -270,6 +271,8 @@ def _report(
         if result is not None:
             style = "red" if result.is_fake else "green"
             verdict = f"[{style}]{result.prediction}[/{style}]"
+            if result.declared_ai:
+                verdict += " (declared)"
             if result.demo:
                 verdict += " [yellow]DEMO[/yellow]"
                 demo = True
@@ -291,12 +294,29 @@ def _report(
             model,
         )
     out.print(table)
+    _print_evidence(outcomes, out)
     for caveat in sorted(caveats):
         err.print(f"[dim]{caveat}[/dim]", highlight=False)
     if demo:
         err.print(f"[yellow]{DEMO_NOTE}[/yellow]")
     if not waited and any(o.ticket for o in outcomes):
         err.print("Follow them with: penguin12 status --wait ID")
+
+
+def _print_evidence(outcomes: list[Outcome], out: Console) -> None:
+    """Each image's findings under the table, in words; the file's text is never markup."""
+    for o in outcomes:
+        result = o.state.result if o.state else None
+        if result is None or not result.evidence:
+            continue
+        out.print(f"[bold]{escape(o.source)}[/bold]: what the file says about itself")
+        for finding in result.evidence:
+            out.print(f"  • [bold]{escape(finding.source_words)}[/bold]: {escape(finding.detail)}")
+        if result.declared_ai:
+            out.print(
+                "  The file declares AI generation, so the verdict is FAKE; the confidence is "
+                "still the pixel model's own."
+            )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,52 @@ class ModelInfo:
         )
 
 
+# Where a finding was read, in words (``Finding.source``).
+EVIDENCE_SOURCES = {
+    "c2pa": "Content Credentials (C2PA)",
+    "xmp": "IPTC metadata (XMP)",
+    "png": "PNG text",
+    "exif": "EXIF",
+    "evidence": "Metadata reader",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the file's own metadata says about its origin (not its pixels).
+
+    ``finding`` is a short code (``ai_declared``, ``manifest_invalid``, ``generator_software``,
+    ...), ``detail`` the same in words. Metadata is easy to strip or forge: a finding can say an
+    image was made with AI; no finding, or a missing one, ever says it is real.
+    """
+
+    source: str
+    finding: str
+    detail: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            source=str(data.get("source", "")),
+            finding=str(data.get("finding", "")),
+            detail=str(data.get("detail", "")),
+        )
+
+    @property
+    def source_words(self) -> str:
+        return EVIDENCE_SOURCES.get(self.source, self.source)
+
+
 @dataclass(frozen=True)
 class Result:
     """A verdict. ``demo`` is True when a demo model (random weights) made it: it means nothing.
 
     ``assessment`` (likely_real / inconclusive / likely_fake) reads the calibrated
     ``fake_probability`` through the model's abstain band; ``model.caveat`` says what it is not.
+    ``assessment`` is ``declared_ai`` when the file itself declares AI generation (a valid C2PA
+    manifest or an IPTC source type): the prediction is then FAKE whatever the pixels say, and
+    ``fake_probability`` stays the pixel model's own estimate. ``evidence`` is None from servers
+    that do not read metadata, else the findings (empty: nothing found, which proves nothing).
     """
 
     prediction: str
@@ -51,10 +91,12 @@ class Result:
     demo: bool
     model: ModelInfo | None
     assessment: str | None = None
+    evidence: tuple[Finding, ...] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
         model = data.get("model")
+        evidence = data.get("evidence")
         return cls(
             prediction=str(data["prediction"]),
             confidence=float(data["confidence"]),
@@ -62,11 +104,18 @@ class Result:
             demo=bool(data.get("demo", False)),
             model=ModelInfo.from_json(model) if isinstance(model, dict) else None,
             assessment=str(data["assessment"]) if data.get("assessment") is not None else None,
+            evidence=tuple(Finding.from_json(f) for f in evidence if isinstance(f, dict))
+            if isinstance(evidence, list)
+            else None,
         )
 
     @property
     def is_fake(self) -> bool:
         return self.prediction.upper() == "FAKE"
+
+    @property
+    def declared_ai(self) -> bool:
+        return self.assessment == "declared_ai"
 
 
 @dataclass(frozen=True)

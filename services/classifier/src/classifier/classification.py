@@ -9,6 +9,7 @@ from opentelemetry import trace
 
 from classifier.settings import ClassifierSettings
 from penguin12 import schemas
+from penguin12.evidence.verdict import apply_declarations
 from penguin12.logs import request_context
 from penguin12.schemas import FeaturesMessage, JobStatus, Result, StatusUpdate
 from penguin12.worker import Output, Record, status_output
@@ -44,7 +45,7 @@ class Classification:
         outputs = []
         for record, prediction, span in zip(records, predictions, spans, strict=True):
             features = record.payload
-            result = Result(
+            model_verdict = Result(
                 prediction=prediction.label,
                 confidence=round(prediction.confidence, 6),
                 fake_probability=round(prediction.fake_probability, 6),
@@ -52,6 +53,7 @@ class Classification:
                 model=self._model_info,
                 demo=self._model_info.demo,
             )
+            result = apply_declarations(model_verdict, features.evidence or [])
             with request_context(features.request_id):
                 log.info(
                     "COMPLETED: %s (%.4f, %s)",

@@ -34,6 +34,12 @@ JOBS_SUBMITTED = Counter(
     "Submissions by outcome (accepted or why refused).",
     ["outcome"],
 )
+EVIDENCE_FINDINGS = Counter(
+    "penguin12_evidence_findings_total",
+    "Findings read from uploads' own metadata, by source and finding code (fixed sets: see "
+    "penguin12.evidence).",
+    ["source", "finding"],
+)
 MESSAGES = Counter(
     "penguin12_messages_total",
     "Kafka records handled by a worker, by outcome (ok, failed, dead_lettered).",

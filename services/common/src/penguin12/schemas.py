@@ -52,24 +52,50 @@ class ModelInfo(BaseModel):
     caveat: str | None = Field(None, description="What a verdict from this model does not mean.")
 
 
-Assessment = Literal["likely_real", "inconclusive", "likely_fake"]
+Assessment = Literal["likely_real", "inconclusive", "likely_fake", "declared_ai"]
+
+
+class Finding(BaseModel):
+    """One piece of evidence read from the uploaded file's own metadata (not from its pixels).
+
+    ``source`` is where it was read (``c2pa``, ``xmp``, ``png``, ``exif``, ``evidence``);
+    ``finding`` a short stable code a program can match (see `penguin12.evidence`); ``detail`` the
+    same in words a person understands.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Annotated[str, Field(max_length=32)]
+    finding: Annotated[str, Field(max_length=64)]
+    detail: Annotated[str, Field(max_length=1024)]
 
 
 class Result(BaseModel):
     prediction: str = Field(description="Predicted label, REAL or FAKE.")
     confidence: float = Field(ge=0.0, le=1.0, description="Probability of the predicted label.")
     fake_probability: float = Field(
-        ge=0.0, le=1.0, description="Calibrated probability that the image is fake/AI-generated."
+        ge=0.0,
+        le=1.0,
+        description="The pixel model's calibrated probability that the image is fake/AI-generated "
+        "(still the pixel model's own number when the file declares AI generation).",
     )
     assessment: Assessment | None = Field(
         None,
         description=(
             "likely_real / inconclusive / likely_fake from the model's abstain band (a model "
-            "without one uses its single threshold). A signal, not proof: see model.caveat."
+            "without one uses its single threshold). A signal, not proof: see model.caveat. "
+            "declared_ai: the file itself declares AI generation (see `evidence`), whatever the "
+            "pixel model says."
         ),
     )
     model: ModelInfo
     demo: bool = Field(description="True when a demo bundle made this result: it means nothing.")
+    # Optional so that results recorded before it existed still decode.
+    evidence: list[Finding] | None = Field(
+        default=None,
+        description="What the file's metadata says about its origin (C2PA, IPTC, generator "
+        "tags). Empty when nothing was found, which proves nothing: metadata is easy to strip.",
+    )
 
 
 class _Message(BaseModel):
@@ -93,6 +119,9 @@ class ImageJob(_Message):
     # How the pixels were prepared (Preprocessing.key); the feature extractor refuses pixels
     # prepared for another model. None only from producers that predate the field.
     preprocessing: str | None = None
+    # Read from the original upload bytes, which only the preprocessor holds. Sent only when
+    # something was found (None, not [], by default) so older consumers keep accepting the rest.
+    evidence: list[Finding] | None = Field(default=None, max_length=64)
 
     def array(self) -> np.ndarray:
         expected = self.height * self.width * 3
@@ -107,6 +136,8 @@ class FeaturesMessage(_Message):
     embedding: bytes
     model: ModelInfo
     cache_hit: bool
+    # Passed on unchanged from the ImageJob, for the classifier's verdict.
+    evidence: list[Finding] | None = Field(default=None, max_length=64)
 
     def vector(self) -> np.ndarray:
         if len(self.embedding) % 4:

@@ -101,6 +101,7 @@ class FeatureExtraction:
                 embedding=embedding.tobytes(),
                 model=self._model_info,
                 cache_hit=hit,
+                evidence=job.evidence,
             )
             outputs.append(
                 Output(

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .file_evidence import apply_file_evidence, print_file_evidence
+
 EXIT_REAL, EXIT_FAKE, EXIT_ERROR = 0, 1, 2
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 #: The preprocessor's default pixel limit (PENGUIN12_MAX_IMAGE_PIXELS).
@@ -193,6 +195,8 @@ class Scored:
     confidence: float | None = None
     assessment: str | None = None
     error: str | None = None
+    # Set by file_evidence.apply_file_evidence: what the file's own metadata says.
+    evidence: list[Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": str(self.path)}
@@ -205,6 +209,8 @@ class Scored:
                 confidence=self.confidence,
                 assessment=self.assessment,
             )
+            if self.evidence is not None:
+                out["evidence"] = [f.model_dump() for f in self.evidence]
         return out
 
 
@@ -386,6 +392,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         err.print(f"[red]error:[/] cannot load the model: {exc}", highlight=False)
         return EXIT_ERROR
+    apply_file_evidence(results, models.features.info)
     cfg = models.config
     errors = sum(r.error is not None for r in results)
     positives = sum(r.label == cfg.positive_label for r in results)
@@ -435,6 +442,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
             out.print(f"[dim]{escape(cfg.caveat)}[/]", highlight=False)
         out.print(table)
+        print_file_evidence(results, out)
         out.print(
             f"{len(results)} image(s): {positives} {cfg.positive_label}, "
             f"{len(results) - positives - errors} {cfg.negative_label}, {errors} error(s) "

@@ -38,6 +38,7 @@ from preprocessor.admission import Admission
 from preprocessor.decoding import DecodeBusy, DecodeGate
 from preprocessor.jobs import JobPublisher, PublishFailed
 from preprocessor.settings import PreprocessorSettings
+from preprocessor.upload import upload_evidence
 
 log = logging.getLogger("penguin12.preprocessor.api")
 tracer = trace.get_tracer("penguin12.preprocessor")
@@ -228,8 +229,10 @@ async def _accept(
             source = await remote.download(url or "", settings.max_upload_bytes)
         with tracer.start_as_current_span("preprocess"):
             image = await _prepare(source, settings, decoder)
+        with tracer.start_as_current_span("read_evidence"):
+            evidence = await run_in_threadpool(upload_evidence, source, settings)
         try:
-            await publisher.publish(request_id, image, callback_url=callback_url)
+            await publisher.publish(request_id, image, evidence=evidence, callback_url=callback_url)
         except PublishFailed as exc:
             log.error("could not queue the job: %s", exc)
             raise _reject(
@@ -240,7 +243,13 @@ async def _accept(
             ) from exc
         JOBS_SUBMITTED.labels(outcome="accepted").inc()
         log.info(
-            "accepted %s %dx%d", image.source_format, image.original_width, image.original_height
+            "accepted %s %dx%d%s",
+            image.source_format,
+            image.original_width,
+            image.original_height,
+            f"; evidence: {', '.join(f'{f.source}/{f.finding}' for f in evidence)}"
+            if evidence
+            else "",
         )
         return _ticket(settings, request_id)
 

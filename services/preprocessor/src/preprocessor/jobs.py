@@ -40,7 +40,12 @@ class JobPublisher:
         self._store = store
 
     async def publish(
-        self, request_id: str, image: PreparedImage, *, callback_url: str | None = None
+        self,
+        request_id: str,
+        image: PreparedImage,
+        *,
+        evidence: list[schemas.Finding] | None = None,
+        callback_url: str | None = None,
     ) -> None:
         """Return once Kafka holds both records (acks=all), so the 202 is a promise we can keep."""
         submitted_at = time.time()
@@ -53,6 +58,7 @@ class JobPublisher:
             content_sha256=image.sha256,
             source_format=image.source_format,
             preprocessing=image.preprocessing.key,
+            evidence=evidence or None,  # off the wire when there is none (older consumers)
         )
         pending = schemas.StatusUpdate(
             request_id=request_id,

@@ -19,6 +19,7 @@ from preprocessor.decoding import DecodeGate
 from preprocessor.jobs import IdempotencyRegistry, JobPublisher
 from preprocessor.settings import PreprocessorSettings
 from preprocessor.ui import install_ui
+from preprocessor.upload import load_trust
 from preprocessor.upload_limits import (
     FORM_OVERHEAD_BYTES,
     PART_HEADER_BYTES,
@@ -34,6 +35,7 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        load_trust(settings.c2pa_trust_anchors_file)  # a wrong path stops the start, clearly
         client, store = await connect_infrastructure(settings)
         delivery_ms = int(settings.delivery_timeout_s * 1000)
         health = KafkaHealth(settings)

@@ -47,6 +47,11 @@ class PreprocessorSettings(ApiSettings):
     feature_extractor_group: str = "feature_extractor"
     # A repeated Idempotency-Key within this time returns the first request's ticket.
     idempotency_ttl_s: int = 24 * 3600
+    # Read provenance evidence (C2PA, IPTC, generator tags) from each upload's own bytes.
+    read_evidence: bool = True
+    # A PEM file of root certificates whose C2PA signers count as trusted; unset: none do (a
+    # manifest's signature is still verified). Never fetched or updated over the network.
+    c2pa_trust_anchors_file: str | None = None
 
     _preprocessing_origin: str = PrivateAttr(default="")
 

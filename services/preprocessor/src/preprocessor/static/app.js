@@ -30,6 +30,15 @@
     modelVersion: $("model-version"), modelArch: $("model-arch"), error: $("error"),
     assessment: $("assessment"), modelLicense: $("model-license"), modelCaveat: $("model-caveat"),
     history: $("history"), historyEmpty: $("history-empty"), clearHistory: $("clear-history"),
+    evidence: $("evidence"), evidenceList: $("evidence-list"), declaredNote: $("declared-note"),
+  };
+  // Where a finding was read, in words (result.evidence[].source).
+  const EVIDENCE_SOURCES = {
+    c2pa: "Content Credentials (C2PA)",
+    xmp: "IPTC metadata (XMP)",
+    png: "PNG text",
+    exif: "EXIF",
+    evidence: "Metadata reader",
   };
 
   // Each submission gets a token; updates for an older one are ignored.
@@ -281,6 +290,31 @@
     el.modelCaveat.textContent = model.caveat || "";
     el.assessment.textContent = result.assessment ? result.assessment.replace("_", " ") : "";
     el.assessment.className = "assessment " + (result.assessment || "");
+    showEvidence(result);
+  }
+
+  // The findings are the file's own words (attacker-controlled): set as text, never as HTML.
+  function showEvidence(result) {
+    const findings = Array.isArray(result.evidence) ? result.evidence : null;
+    el.evidence.classList.toggle("hidden", findings === null);
+    el.declaredNote.classList.toggle("hidden", result.assessment !== "declared_ai");
+    el.evidenceList.replaceChildren();
+    if (findings === null) return;
+    if (!findings.length) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = "No provenance metadata found (no C2PA manifest, IPTC source type or generator tag).";
+      el.evidenceList.append(li);
+      return;
+    }
+    for (const f of findings) {
+      const li = document.createElement("li");
+      li.dataset.finding = `${f.source}/${f.finding}`;
+      const source = document.createElement("strong");
+      source.textContent = EVIDENCE_SOURCES[f.source] || f.source;
+      li.append(source, document.createTextNode(": " + f.detail));
+      el.evidenceList.append(li);
+    }
   }
 
   const percent = (x) => (typeof x === "number" ? (x * 100).toFixed(1) + "%" : "—");
