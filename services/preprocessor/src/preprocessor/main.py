@@ -42,7 +42,10 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
         backlog = BacklogMonitor(settings, health)
         backlog.start()
         app.state.admission = Admission(
-            backlog, IdempotencyRegistry(client, settings.idempotency_ttl_s)
+            backlog,
+            IdempotencyRegistry(
+                client, settings.idempotency_ttl_s, settings.idempotency_pending_ttl_s
+            ),
         )
         log.info(
             "ready: accepting uploads; status URLs point at %s", settings.public_status_base_url
