@@ -98,3 +98,40 @@ def test_cors_allows_localhost_apps_and_extensions_only(stack: Stack) -> None:
         assert response.status_code == 200, origin
         assert response.headers["access-control-allow-origin"] == origin
     assert "access-control-allow-origin" not in preflight("https://evil.example").headers
+
+
+def test_the_extractor_hashes_the_pixels_itself(stack: Stack, photos: dict[str, bytes]) -> None:
+    """Anyone who can write to Kafka could otherwise name another image's cache key in
+    ``content_sha256`` and have a job answered with that image's embedding (issue #11)."""
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from penguin12.imaging import prepare_image
+    from penguin12.schemas import ImageJob, encode
+
+    def verdict(name: str) -> float:
+        final = stack.wait_final(stack.submit(photos[name]).json()["request_id"])
+        assert final["status"] == "COMPLETED", final
+        return float(final["result"]["fake_probability"])
+
+    cached, honest = verdict("astronaut.jpg"), verdict("rocket.jpg")
+    assert cached != honest  # two different images, two different answers
+    astronaut = prepare_image(photos["astronaut.jpg"], size=224, max_pixels=40_000_000)
+    rocket = prepare_image(photos["rocket.jpg"], size=224, max_pixels=40_000_000)
+    request_id = str(uuid.uuid4())
+    forged = ImageJob(
+        request_id=request_id,
+        submitted_at=0.0,
+        pixels=rocket.pixels.tobytes(),
+        height=224,
+        width=224,
+        content_sha256=astronaut.sha256,  # the lie: the astronaut's (cached) key
+        source_format="JPEG",
+    )
+    producer = Producer({"bootstrap.servers": stack.infra.bootstrap})
+    producer.produce(stack.topic("preprocessed"), encode(forged), key=request_id)
+    assert producer.flush(30) == 0
+    final = stack.wait_final(request_id)
+    assert final["status"] == "COMPLETED", final
+    assert final["result"]["fake_probability"] == honest

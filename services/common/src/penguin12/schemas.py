@@ -72,7 +72,10 @@ class ImageJob(_Message):
     pixels: bytes
     height: int = Field(gt=0)
     width: int = Field(gt=0)
-    content_sha256: str = Field(description="sha256 of the prepared pixels: the cache key.")
+    content_sha256: str = Field(
+        description="sha256 of the prepared pixels. Informative: the extractor recomputes it "
+        "for its cache key and never trusts this value."
+    )
     source_format: str
 
     def array(self) -> np.ndarray:
