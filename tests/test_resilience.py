@@ -568,3 +568,30 @@ def test_an_unacknowledged_early_status_keeps_the_offset_unstored(infra: Infra) 
     finally:
         reader.close()
     assert committed.offset < 1, "the offset was stored although the early status was lost"
+
+
+def test_a_timeout_failure_that_is_not_acknowledged_is_sent_again(infra: Infra) -> None:
+    """The deadline sweeper produces outside any consumer loop: it waits for the broker's
+    acknowledgements, and a job whose FAILED was not acknowledged stays due for the next sweep."""
+    from penguin12.kafka import AsyncProducer, DeliveryError
+    from provenance.maintenance import Maintenance
+    from provenance.settings import ProvenanceSettings
+
+    settings = ProvenanceSettings(
+        kafka_bootstrap="127.0.0.1:9",
+        state_redis_url=f"{infra.redis_url}/0",
+        topic_status=f"test-{uuid.uuid4().hex[:8]}.status",
+        job_deadline_s=60,
+    )
+    store = JobStore(redis.Redis.from_url(settings.state_redis_url), retention_s=600)
+    rid, old = str(uuid.uuid4()), time.time() - 3600
+    store.apply(_update(rid, JobStatus.PENDING, old, submitted_at=old))
+    dead = AsyncProducer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": 500})
+    try:
+        with pytest.raises(DeliveryError):
+            Maintenance(settings, store, dead).expire_overdue()
+    finally:
+        dead.close(1)
+    assert rid in {r for r, _ in store.overdue(time.time() - 60, limit=100_000)}
+    state = store.get(rid)
+    assert state is not None and state.status == JobStatus.PENDING
