@@ -13,7 +13,7 @@ help: ## Show this help
 setup: ## Install everything local runs and tests need (uv, Python deps from uv.lock, redis, Kafka jars)
 	@bash infra/local/setup.sh
 
-run: setup ## Start Kafka (KRaft), Redis and the four services locally; prints URLs when ready
+run: setup ## Start Kafka (KRaft; PENGUIN12_KAFKA_BROKERS=3: a cluster), Redis and the four services; prints URLs
 	@$(RUN) python -m penguin12_devstack up
 
 stop: ## Stop everything `make run` started

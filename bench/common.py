@@ -399,3 +399,12 @@ def load_result(scenario: str) -> dict[str, Any] | None:
 def log(message: str) -> None:
     """Progress on stderr (stdout carries only the summary line)."""
     print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def kafka_client(bootstrap: str) -> dict[str, Any]:
+    """A Kafka client's base config for ``bootstrap``: the services' own `client_config`, so the
+    security settings (PENGUIN12_KAFKA_SECURITY_PROTOCOL, SASL, TLS) apply to the tools too."""
+    from penguin12.kafka import client_config
+    from penguin12.settings import CommonSettings
+
+    return client_config(CommonSettings(kafka_bootstrap=bootstrap))

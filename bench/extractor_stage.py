@@ -35,7 +35,16 @@ from typing import Any
 import numpy as np
 
 from bench.bare_work import build_models
-from bench.common import ProcMonitor, Result, Target, latency_summary, log, parse_args, wait_quiet
+from bench.common import (
+    ProcMonitor,
+    Result,
+    Target,
+    kafka_client,
+    latency_summary,
+    log,
+    parse_args,
+    wait_quiet,
+)
 from bench.corpus import describe, load_corpus
 from bench.stack import BenchStack, infra
 from penguin12_devstack.ports import free_port
@@ -143,7 +152,7 @@ def idle(stack: BenchStack, producer: Any, topic: str, images: list[np.ndarray])
 
     consumer = Consumer(
         {
-            "bootstrap.servers": stack.infra.bootstrap,
+            **kafka_client(stack.infra.bootstrap),
             "group.id": f"bench-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
         }
@@ -228,9 +237,7 @@ def main() -> None:
             topic = stack.env()["PENGUIN12_TOPIC_PREPROCESSED"]
             from confluent_kafka import Producer
 
-            producer = Producer(
-                {**producer_config(fe_settings), "bootstrap.servers": inf.bootstrap}
-            )
+            producer = Producer({**producer_config(fe_settings), **kafka_client(inf.bootstrap)})
             size = fe.config.input_size
             warm = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
             producer.produce(topic, image_job(warm)[1])  # warm the stage up (not a corpus image)

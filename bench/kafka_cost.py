@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import Result, log, parse_args, process_cpu_s, wait_quiet
+from bench.common import Result, kafka_client, log, parse_args, process_cpu_s, wait_quiet
 from bench.corpus import load_corpus
 from bench.stack import infra
 
@@ -66,12 +66,12 @@ def run_variant(
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topic = f"diag-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_client(bootstrap))
     for future in admin.create_topics([NewTopic(topic, 12, 1)]).values():
         future.result(30)
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_client(bootstrap),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 1,
@@ -93,7 +93,7 @@ def run_variant(
     }
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_client(bootstrap),
             "group.id": f"diag-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

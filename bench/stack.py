@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, RESULTS, log
+from bench.common import CACHE, RESULTS, kafka_client, log
 from penguin12_devstack.ephemeral import ephemeral_infra
 from penguin12_devstack.ports import free_port
 from penguin12_devstack.services import ServiceProcess, start_service
@@ -103,9 +103,9 @@ def warm_up_kafka(bootstrap: str, seconds: float = 20.0) -> None:
 
     topic = f"bench-warmup-{uuid.uuid4().hex[:8]}"
     value = os.urandom(150_000)
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    producer = Producer({**kafka_client(bootstrap), "enable.idempotence": True, "acks": "all"})
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest"}
+        {**kafka_client(bootstrap), "group.id": topic, "auto.offset.reset": "earliest"}
     )
     consumer.subscribe([topic])
     log(f"warming the broker up ({seconds:.0f} s of produce and fetch)")
@@ -120,7 +120,7 @@ def warm_up_kafka(bootstrap: str, seconds: float = 20.0) -> None:
         consumer.close()
         from confluent_kafka.admin import AdminClient
 
-        AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic])
+        AdminClient(kafka_client(bootstrap)).delete_topics([topic])
 
 
 # What `penguin12.runner.WorkerSettings.cpu_nice` defaults to (the `make run` configuration).
@@ -266,7 +266,7 @@ class BenchStack:
         from confluent_kafka.admin import AdminClient
 
         names = [v for k, v in self.env().items() if k.startswith("PENGUIN12_TOPIC_")]
-        admin = AdminClient({"bootstrap.servers": self.infra.bootstrap})
+        admin = AdminClient(kafka_client(self.infra.bootstrap))
         for future in admin.delete_topics(names, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
@@ -291,7 +291,7 @@ class StatusWatcher:
 
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka_client(bootstrap),
                 "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 # The broker answers a fetch as soon as a record arrives (fetch.min.bytes=1), so

@@ -8,6 +8,10 @@ every accepted job's status and records the sequence of statuses it saw. Then a 
     kill-<service>      kill -9 a service, then `python -m penguin12_devstack up` (starts what is missing)
     restart-kafka       stop the broker (SIGTERM; kill -9 in CHAOS_FULL), then `up`
     restart-redis       stop Redis (SIGTERM; kill -9 in CHAOS_FULL), then `up`
+    broker-loss         (a Kafka cluster: PENGUIN12_KAFKA_BROKERS=3) kill -9 the broker leading the
+                        most partitions (reports the seconds completions stalled), restart it and
+                        wait until it is back in every ISR, then kill two of three: submissions
+                        must answer 503, never 202, until the brokers return
     slow-classifier     SIGSTOP the classifier for a while (backlog grows), then SIGCONT (it drains)
     flush-state         FLUSHDB on Redis DB0 (job state) mid-run: provenance must rebuild it from the
                         status topic, and every job must answer again, never lower than before
@@ -25,6 +29,9 @@ zero backwards, and the scenario's own checks. Exit status 1 when any target is 
     CHAOS_FULL=1 uv run python chaos/run.py     # longer phases, more load, kill -9 everywhere
     uv run python chaos/run.py --only kill-classifier,poison
     uv run python chaos/run.py --list
+    PENGUIN12_KAFKA_BROKERS=3 uv run python chaos/run.py   # on a 3-broker cluster (`make stop` first)
+
+On a cluster, `broker-loss` replaces `restart-kafka` in the default list; on one broker it is left out.
 
 A JSON summary goes to chaos/results/chaos-<time>.json (and latest.json).
 """
@@ -35,6 +42,7 @@ import argparse
 import base64
 import contextlib
 import io
+import itertools
 import json
 import os
 import random
@@ -87,9 +95,16 @@ class Profile:
 # ----------------------------------------------------------------------------- processes
 
 
+def kafka_brokers() -> int:
+    """The local Kafka's size, as `make run` reads it (PENGUIN12_KAFKA_BROKERS)."""
+    return int(os.environ.get("PENGUIN12_KAFKA_BROKERS", "1"))
+
+
 def pid_file(component: str) -> Path:
     if component in ("kafka", "redis"):
         return RUN / "data" / component / f"{component}.pid"
+    if component.startswith("kafka-"):  # kafka-controller, kafka-broker-<id> (a cluster)
+        return RUN / "data" / "kafka-cluster" / component.removeprefix("kafka-") / "kafka.pid"
     return RUN / "services" / component / "service.pid"
 
 
@@ -148,7 +163,12 @@ def devstack_up(log: Path) -> float:
 def components() -> list[str]:
     services = RUN / "services"
     names = sorted(d.name for d in services.iterdir()) if services.is_dir() else []
-    return ["kafka", "redis", *names]
+    brokers = kafka_brokers()
+    if brokers > 1:
+        kafka = ["kafka-controller", *(f"kafka-broker-{i}" for i in range(1, brokers + 1))]
+    else:
+        kafka = ["kafka"]
+    return [*kafka, "redis", *names]
 
 
 def worker_names() -> list[str]:
@@ -211,6 +231,7 @@ class Job:
     terminal: str | None = None
     backwards: list[str] = field(default_factory=list)
     gap: bool = False  # answered 404 while state was known lost (flush-state)
+    finished_at: float | None = None  # when the poller first saw it terminal (time.time())
 
 
 class Tracker:
@@ -224,6 +245,36 @@ class Tracker:
         self.status_5xx = Counter[int]()
         self.poll_errors = 0
         self.errors: dict[str, str] = {}  # request id -> error of a FAILED job
+        self.answers: list[tuple[float, int]] = []  # (time.time(), HTTP status) of each submission
+
+    def answered(self, code: int) -> None:
+        with self.lock:
+            self.answers.append((time.time(), code))
+
+    def answers_since(self, t: float) -> list[int]:
+        with self.lock:
+            return [code for at, code in self.answers if at > t]
+
+    def longest_completion_gap(self, start: float, end: float) -> float:
+        """Seconds within [start, end] without any job finishing (the ends count as events)."""
+        with self.lock:
+            done = sorted(j.finished_at for j in self.jobs.values() if j.finished_at)
+        points = [start, *(t for t in done if start < t < end), end]
+        return max(b - a for a, b in itertools.pairwise(points))
+
+    def first_finished(self) -> float:
+        with self.lock:
+            return min((j.finished_at for j in self.jobs.values() if j.finished_at), default=0.0)
+
+    def finished_after(self, t: float, submitted_after: bool = False) -> int:
+        with self.lock:
+            return sum(
+                1
+                for j in self.jobs.values()
+                if j.finished_at
+                and j.finished_at > t
+                and (not submitted_after or j.accepted_at > t)
+            )
 
     def add(self, request_id: str) -> None:
         with self.lock:
@@ -253,6 +304,7 @@ class Tracker:
             job.max_rank = max(job.max_rank, rank)
             if status in TERMINAL and job.terminal is None:
                 job.terminal = status
+                job.finished_at = time.time()
             job.seen.append(status)
 
 
@@ -323,6 +375,7 @@ class Load:
                     pause = 0.5
                 else:
                     code = response.status_code
+                    self.tracker.answered(code)
                     with self.lock:
                         self.codes[code] += 1
                     if code == 202:
@@ -590,7 +643,10 @@ def flush_state(ctx: Context) -> Outcome:
     outcome = Outcome(
         "flush-state", "FLUSHDB Redis DB0 (job state) mid-run: provenance rebuilds it from Kafka"
     )
-    client = redis.Redis.from_url(_state_url(), socket_timeout=5)
+    from penguin12.settings import CommonSettings
+    from penguin12.state import redis_options
+
+    client = redis.Redis.from_url(_state_url(), socket_timeout=5, **redis_options(CommonSettings()))
     before: dict[str, int] = {}
     with under_load(ctx, outcome) as tracker:
         ctx.wait(ctx.profile.warmup_s)
@@ -740,6 +796,7 @@ def poison(ctx: Context) -> Outcome:
     from confluent_kafka import KafkaError, Producer
 
     from penguin12.dlq import DlqSettings, read_dead_letters
+    from penguin12.kafka import client_config
     from penguin12.settings import CommonSettings
 
     settings = CommonSettings()
@@ -758,7 +815,7 @@ def poison(ctx: Context) -> Outcome:
         for compression in ("none", "lz4"):
             producer = Producer(
                 {
-                    "bootstrap.servers": settings.kafka_bootstrap,
+                    **client_config(settings),
                     "message.max.bytes": 4_000_000,
                     "compression.type": compression,
                     "enable.idempotence": True,
@@ -858,10 +915,127 @@ def poison(ctx: Context) -> Outcome:
     return outcome
 
 
+def _partition_layout(settings: Any, topics: list[str] | None = None) -> dict[Any, Any]:
+    """(topic, partition) -> (leader, ISR) for ``topics`` (all topics, internal ones too: None)."""
+    from confluent_kafka.admin import AdminClient
+
+    from penguin12.kafka import client_config
+
+    metadata = AdminClient(client_config(settings)).list_topics(timeout=10)
+    names = topics if topics is not None else list(metadata.topics)
+    return {
+        (name, p): (part.leader, list(part.isrs))
+        for name in names
+        if name in metadata.topics
+        for p, part in metadata.topics[name].partitions.items()
+    }
+
+
+def broker_loss(ctx: Context) -> Outcome:
+    """Issue #13 on the local cluster: one broker lost, restarted, then two lost at once."""
+    from penguin12.settings import CommonSettings
+
+    outcome = Outcome(
+        "broker-loss",
+        "kill -9 the busiest broker, restart it, then lose 2 of 3 (503, never 202), restore",
+    )
+    brokers = kafka_brokers()
+    if brokers < 3:
+        outcome.error = (
+            "needs a 3-broker cluster: `make stop`, then PENGUIN12_KAFKA_BROKERS=3 make chaos"
+        )
+        return outcome
+    settings = CommonSettings(
+        kafka_bootstrap=",".join(f"127.0.0.1:{p}" for p in _local_broker_ports(brokers))
+    )
+    pipeline = [
+        settings.topic_preprocessed,
+        settings.topic_features,
+        settings.topic_status,
+        settings.topic_dead_letter,
+    ]
+    with under_load(ctx, outcome) as tracker:
+        ctx.wait(ctx.profile.warmup_s)
+        wait_until(lambda: tracker.finished_after(0), 60, "a first finished job")
+        # Baseline from this run: the longest wait between completions under the same load
+        # before any fault (the stall below is read against it).
+        ctx.wait(ctx.profile.warmup_s)
+        outcome.details["baseline_gap_s"] = round(
+            tracker.longest_completion_gap(tracker.first_finished(), time.time()), 1
+        )
+        counts = Counter(leader for leader, _ in _partition_layout(settings).values())
+        victim, led = counts.most_common(1)[0]
+        name = f"kafka-broker-{victim}"
+        outcome.victims.add(name)
+        killed_at = time.time()
+        pid = signal_component(name, signal.SIGKILL)
+        wait_dead(pid, 10)
+        outcome.notes.append(f"killed broker {victim} (pid {pid}), leader of {led} partitions")
+        wait_until(
+            lambda: tracker.finished_after(killed_at, submitted_after=True) >= 3,
+            180,
+            "jobs submitted after the kill to finish",
+        )
+        ctx.wait(ctx.profile.fault_s)
+        stall = tracker.longest_completion_gap(killed_at, time.time())
+        outcome.details["stall_s"] = round(stall, 1)
+        outcome.details["refused_during_failover"] = sum(
+            c != 202 for c in tracker.answers_since(killed_at)
+        )
+        outcome.checks["jobs kept completing with a broker gone"] = True  # the wait above
+
+        restarted_at = time.time()
+        devstack_up(ctx.log)  # starts the missing broker on its data
+        wait_until(
+            lambda: all(victim in isr for _, isr in _partition_layout(settings, pipeline).values()),
+            240,
+            f"broker {victim} back in every ISR",
+        )
+        outcome.details["catch_up_s"] = round(time.time() - restarted_at, 1)
+
+        others = [b for b in range(1, brokers + 1) if b != victim][:2]
+        outcome.victims.update(f"kafka-broker-{b}" for b in others)
+        down_at = time.time()
+        for broker in others:
+            wait_dead(signal_component(f"kafka-broker-{broker}", signal.SIGKILL), 10)
+
+        def refusing() -> bool:
+            recent = tracker.answers_since(down_at)
+            return len(recent) >= 3 and recent[-3:] == [503, 503, 503]
+
+        wait_until(refusing, 120, "503 answers with 2 of 3 brokers gone")
+        first_503 = next(t for t, c in tracker.answers if t > down_at and c == 503)
+        outcome.details["first_503_after_s"] = round(first_503 - down_at, 1)
+        ctx.wait(ctx.profile.fault_s)
+        # Before the first 503 a submission may still have been stored on 2 replicas: those 202s
+        # are real jobs and must complete (the zero-lost check). After it, a 202 would be a lie.
+        after = tracker.answers_since(first_503)
+        outcome.details["answers_with_one_broker"] = dict(Counter(after))
+        outcome.checks["no 202 once refusing with one broker"] = 202 not in after
+        back_at = time.time()
+        outcome.details["restart_s"] = round(devstack_up(ctx.log), 1)
+        wait_until(
+            lambda: tracker.finished_after(back_at, submitted_after=True) >= 3,
+            240,
+            "jobs to complete after the brokers returned",
+        )
+        outcome.details["recovered_after_s"] = round(time.time() - back_at, 1)
+        ctx.wait(ctx.profile.after_s)
+    return outcome
+
+
+def _local_broker_ports(brokers: int) -> list[int]:
+    from penguin12_devstack.stack import Ports
+
+    return Ports().kafka_brokers(brokers)
+
+
 def _dlq_end(settings: Any) -> dict[int, int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "chaos-probe"})
+    from penguin12.kafka import client_config
+
+    consumer = Consumer({**client_config(settings), "group.id": "chaos-probe"})
     try:
         topic = settings.topic_dead_letter
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -999,6 +1173,7 @@ SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "kill-preprocessor": kill_service("preprocessor"),
     "restart-kafka": restart_infra("kafka"),
     "restart-redis": restart_infra("redis"),
+    "broker-loss": broker_loss,
     "slow-classifier": slow_classifier,
     "flush-state": flush_state,
     "poison": poison,
@@ -1052,7 +1227,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(SCENARIOS))
         return 0
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(SCENARIOS)
+    default = [
+        n for n in SCENARIOS if n != ("restart-kafka" if kafka_brokers() > 1 else "broker-loss")
+    ]
+    names = [n.strip() for n in args.only.split(",")] if args.only else default
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenarios {unknown}; see --list")

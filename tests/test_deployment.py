@@ -321,7 +321,12 @@ def test_compose_environment_matches_the_settings_and_the_local_run(
             url = urlsplit(env[f"PENGUIN12_{url_key.upper()}"])
             local = urlsplit(_default(common, url_key))
             assert (url.hostname, url.port, url.path) == ("redis", 6379, local.path)
-        assert env["PENGUIN12_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        # Kafka: the single broker unless the operator points the services elsewhere (a cluster,
+        # a managed service) through the environment; the defaults are the settings' own.
+        assert env["PENGUIN12_KAFKA_BOOTSTRAP"] == "${PENGUIN12_KAFKA_BOOTSTRAP:-kafka:9092}"
+        for field in ("kafka_replication_factor", "kafka_min_insync_replicas"):
+            key = f"PENGUIN12_{field.upper()}"
+            assert env[key] == f"${{{key}:-{_default(common, field)}}}"
         assert env["PENGUIN12_OTLP_ENDPOINT"] == "http://jaeger:4318"
         # Ports: the ones `make run` gives each service, which are also the settings' defaults.
         port = LOCAL_PORTS[name]
@@ -562,3 +567,65 @@ def test_secrets_are_required_and_come_from_make_env(
 def test_prometheus_lifecycle_api_is_off(compose: dict[str, Any]) -> None:
     command = compose["services"]["prometheus"]["command"]
     assert not any("enable-lifecycle" in arg or "enable-admin-api" in arg for arg in command)
+
+
+# ------------------------------------------------------------------ the `cluster` profile
+
+CLUSTER_BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+
+
+def _kafka_env_key(prop: str) -> str:
+    """The apache/kafka image's variable for a server property (dots to underscores)."""
+    return "KAFKA_" + prop.upper().replace(".", "_")
+
+
+def test_cluster_profile_runs_three_brokers_and_a_controller_like_the_local_cluster(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    cluster = ("kafka-controller", *CLUSTER_BROKERS)
+    for name in cluster:
+        assert services[name]["profiles"] == ["cluster"], name
+        assert services[name]["image"] == f"apache/kafka:{devkafka.kafka_version()}"
+        assert services[name]["restart"] == "unless-stopped"
+        assert "ports" not in services[name], f"{name}: the cluster publishes no host port"
+    # Only the profile's services are new: the default `docker compose up` is unchanged.
+    assert not [n for n, s in services.items() if n not in cluster and "profiles" in s]
+    controller = services["kafka-controller"]["environment"]
+    assert controller["KAFKA_PROCESS_ROLES"] == "controller"
+    assert controller["KAFKA_NODE_ID"] == devkafka.CONTROLLER_NODE_ID
+    voters = f"{devkafka.CONTROLLER_NODE_ID}@kafka-controller:9093"
+    assert controller["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+    durability = devkafka.cluster_durability_properties(len(CLUSTER_BROKERS))
+    ids = set()
+    for node_id, name in enumerate(CLUSTER_BROKERS, start=1):
+        env = services[name]["environment"]
+        assert env["CLUSTER_ID"] == controller["CLUSTER_ID"]
+        assert env["KAFKA_PROCESS_ROLES"] == "broker"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters
+        assert env["KAFKA_NODE_ID"] == node_id
+        ids.add(env["KAFKA_NODE_ID"])
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_NUM_PARTITIONS"] == _default(CommonSettings, "topic_partitions")
+        # The same durability settings as PENGUIN12_KAFKA_BROKERS=3 make run (RF 3, min ISR 2).
+        for prop, value in durability.items():
+            assert str(env[_kafka_env_key(prop)]).lower() == value, (name, prop)
+        assert {f"{name}-data:/var/lib/kafka/data"} == set(services[name]["volumes"])
+        assert compose["volumes"].keys() >= {f"{name}-data", "kafka-controller-data"}
+    assert ids == {1, 2, 3}
+    assert durability["default.replication.factor"] == "3"
+    assert durability["min.insync.replicas"] == "2"
+
+
+def test_compose_header_starts_the_cluster_with_the_settings_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The documented command sets the bootstrap list and the RF/min ISR `make run` would."""
+    header = COMPOSE_FILE.read_text().split("x-penguin12-env")[0]
+    bootstrap = ",".join(f"{n}:9092" for n in CLUSTER_BROKERS)
+    assert f"PENGUIN12_KAFKA_BOOTSTRAP={bootstrap}" in header
+    assert "docker compose --profile cluster up" in header
+    monkeypatch.delenv("PENGUIN12_KAFKA_REPLICATION_FACTOR", raising=False)
+    monkeypatch.delenv("PENGUIN12_KAFKA_MIN_INSYNC_REPLICAS", raising=False)
+    for key, value in stack.kafka_durability_env(len(CLUSTER_BROKERS)).items():
+        assert f"{key}={value}" in header

@@ -13,6 +13,7 @@ import atexit
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -21,7 +22,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,9 +40,13 @@ from penguin12_devstack.ports import (
 
 __all__ = [
     "KafkaBroker",
+    "KafkaCluster",
+    "cluster_durability_properties",
+    "cluster_pid_files",
     "ensure_kafka_jars",
     "kafka_version",
     "start_kafka",
+    "start_kafka_cluster",
     "stop_pid_file",
     "wait_kafka_ready",
 ]
@@ -233,6 +238,21 @@ class KafkaBroker:
         """Block until the broker answers metadata requests (see :func:`wait_kafka_ready`)."""
         wait_kafka_ready(self.bootstrap, timeout, log_file=self.log_file, process=self.process)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost machine would: no controlled shutdown, nothing flushed."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            self.process.wait(timeout=30)
+        if self._cds_dump is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._cds_dump[0].unlink()
+            self._cds_dump = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
 
 def start_kafka(
     *,
@@ -245,6 +265,8 @@ def start_kafka(
     detach: bool = False,
     extra_config: Mapping[str, str | int] | None = None,
     fast_start: bool | None = None,
+    heap: str | None = None,
+    scram_users: Mapping[str, str] | None = None,
 ) -> KafkaBroker:
     """Start a combined broker+controller KRaft node on 127.0.0.1 and return at once.
 
@@ -265,7 +287,49 @@ def start_kafka(
     the broker JVM maps a class-data-sharing archive that the first non-detached broker
     dumps at its exit (``PENGUIN12_KAFKA_CDS=0`` turns that off); and ``fast_start``
     (default: ``not detach``) limits the JIT to C1.
+
+    ``heap`` (e.g. ``"256m"``) caps the JVM heap below the default 512 MiB. ``scram_users``
+    (name -> password) are written into the storage at format time for SCRAM-SHA-256 and -512,
+    as ``kafka-storage format --add-scram`` does (for a SASL listener in ``extra_config``).
     """
+    props = _server_properties(
+        port=port,
+        controller_port=controller_port,
+        log_dirs=Path(data_dir).resolve() / "kraft-combined-logs",
+        num_partitions=num_partitions,
+    )
+    if extra_config:
+        props.update({k: str(v) for k, v in extra_config.items()})
+    own_format = bool(scram_users) or bool(extra_config and _FORMAT_KEYS.intersection(extra_config))
+    return _launch_node(
+        props,
+        jars_dir=jars_dir,
+        data_dir=data_dir,
+        log_file=log_file,
+        bootstrap=f"127.0.0.1:{port}",
+        detach=detach,
+        fast_start=fast_start,
+        heap=heap,
+        use_template=not own_format,
+        scram_users=scram_users,
+    )
+
+
+def _launch_node(
+    props: Mapping[str, str],
+    *,
+    jars_dir: Path,
+    data_dir: Path,
+    log_file: Path,
+    bootstrap: str,
+    detach: bool,
+    fast_start: bool | None,
+    heap: str | None,
+    use_template: bool,
+    scram_users: Mapping[str, str] | None = None,
+    cluster_id: str | None = None,
+) -> KafkaBroker:
+    """Write a node's config, format its storage if new, and start its JVM (see start_kafka)."""
     data_dir = Path(data_dir).resolve()
     log_file = Path(log_file).resolve()
     jars_dir = Path(jars_dir).resolve()
@@ -274,34 +338,30 @@ def start_kafka(
     java = _java()
     classpath = f"{jars_dir}/*"  # expanded by the JVM itself
 
-    log_dirs = data_dir / "kraft-combined-logs"
+    log_dirs = Path(props["log.dirs"])
     props_file = data_dir / "server.properties"
     log4j_file = data_dir / "log4j2.properties"
-    props = _server_properties(
-        port=port,
-        controller_port=controller_port,
-        log_dirs=log_dirs,
-        num_partitions=num_partitions,
-    )
-    if extra_config:
-        props.update({k: str(v) for k, v in extra_config.items()})
     props_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     log4j_file.write_text(_LOG4J2_PROPERTIES)
     log4j_opt = f"-Dlog4j2.configurationFile={log4j_file}"
 
     if not (log_dirs / "meta.properties").is_file():
-        if extra_config and _FORMAT_KEYS.intersection(extra_config):
-            _format_storage(java, classpath, log4j_opt, props_file, log_file)
-        else:
+        if use_template:
             template = _formatted_template(java, classpath, log4j_opt, jars_dir, log_file)
             shutil.copytree(template, log_dirs, dirs_exist_ok=True)
+        else:
+            _format_storage(
+                java, classpath, log4j_opt, props_file, log_file, cluster_id, scram_users
+            )
 
     if fast_start is None:
         fast_start = not detach
     cds_opts, cds_dump = _cds_options(java, jars_dir, may_dump=not detach)
+    heap_opts = ("-Xms64m", f"-Xmx{heap}") if heap else ()
     cmd = [
         java,
         *_BROKER_JVM_OPTS,
+        *heap_opts,  # later flags win over the defaults above
         *(_FAST_START_JVM_OPTS if fast_start else ()),
         *cds_opts,
         log4j_opt,
@@ -324,7 +384,7 @@ def start_kafka(
     pid_file = data_dir / _PID_FILE
     pid_file.write_text(f"{proc.pid}\n")
     broker = KafkaBroker(
-        bootstrap=f"127.0.0.1:{port}",
+        bootstrap=bootstrap,
         process=proc,
         data_dir=data_dir,
         log_file=log_file,
@@ -336,14 +396,185 @@ def start_kafka(
     return broker
 
 
+# --------------------------------------------------------------------------- cluster
+
+_CLUSTER_ID_FILE = "cluster-id"
+CONTROLLER_NODE_ID = 100  # brokers are nodes 1..N
+
+
+@dataclass
+class KafkaCluster:
+    """A KRaft cluster of N brokers and one dedicated controller, as local processes.
+
+    The controller is a process of its own so that any broker (or two) can be killed while the
+    cluster keeps electing leaders and shrinking ISRs: that is the fault this cluster exists to
+    show. A production cluster runs three controllers; the managed services do that for you.
+    """
+
+    controller: KafkaBroker
+    brokers: dict[int, KafkaBroker]
+    _start_node: dict[int, Callable[[], KafkaBroker]] = field(repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers.values())
+
+    def kill(self, node_id: int) -> None:
+        """kill -9 one broker."""
+        self.brokers[node_id].kill()
+
+    def restart(self, node_id: int) -> KafkaBroker:
+        """Start a stopped broker again on its data and ports (it recovers and catches up)."""
+        broker = self.brokers[node_id]
+        if broker.alive:
+            raise RuntimeError(f"broker {node_id} is still running")
+        self.brokers[node_id] = self._start_node[node_id]()
+        return self.brokers[node_id]
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Every broker answers and is registered: topics at full replication can be made."""
+        deadline = time.monotonic() + timeout
+        for broker in self.brokers.values():
+            broker.wait_ready(max(1.0, deadline - time.monotonic()))
+        wait_kafka_ready(
+            self.bootstrap,
+            max(1.0, deadline - time.monotonic()),
+            log_file=self.controller.log_file,
+            process=self.controller.process,
+            expect_brokers=len(self.brokers),
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for broker in self.brokers.values():
+            broker.stop(timeout)
+        self.controller.stop(timeout)
+
+
+def cluster_durability_properties(brokers: int) -> dict[str, str]:
+    """Broker settings of an N-broker cluster: RF min(3, N), min ISR one less, for the internal
+    topics too (docker-compose.yml's `cluster` profile uses the same; tests check it)."""
+    replicas = min(3, brokers)
+    min_isr = max(1, replicas - 1)
+    return {
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min_isr),
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
+        # Never elect a replica that missed acknowledged records (Kafka's default, said aloud).
+        "unclean.leader.election.enable": "false",
+    }
+
+
+def start_kafka_cluster(
+    *,
+    jars_dir: Path,
+    base_dir: Path,
+    log_dir: Path,
+    ports: list[int],
+    controller_port: int,
+    num_partitions: int = 12,
+    detach: bool = False,
+    fast_start: bool | None = None,
+    heap: str = "256m",
+    skip: frozenset[str] = frozenset(),
+) -> KafkaCluster:
+    """Start ``len(ports)`` brokers (node ids 1..N) and a controller on 127.0.0.1; returns at once.
+
+    Brokers default to what a production cluster of three would use: replication factor
+    ``min(3, N)`` and ``min.insync.replicas`` one less (also for the internal offsets and
+    transaction topics), so losing one broker loses nothing and refuses nothing. Data lives in
+    ``base_dir/controller`` and ``base_dir/broker-<id>``; a restart on the same ``base_dir``
+    keeps the cluster's topics. Nodes named in ``skip`` ("controller", "broker-2") are assumed
+    to be running already (``make run`` revives only what is missing). Call ``wait_ready()``.
+    """
+    base_dir = Path(base_dir).resolve()
+    base_dir.mkdir(parents=True, exist_ok=True)
+    id_file = base_dir / _CLUSTER_ID_FILE
+    cluster_id = _read_text(id_file)
+    if not cluster_id:
+        cluster_id = _random_cluster_id()
+        id_file.write_text(cluster_id)
+    cluster_id = cluster_id.strip()
+    voters = f"{CONTROLLER_NODE_ID}@127.0.0.1:{controller_port}"
+
+    def node(node_id: int, props: dict[str, str], name: str, bootstrap: str) -> KafkaBroker:
+        if name in skip:
+            return KafkaBroker(
+                bootstrap, None, base_dir / name, Path(log_dir) / f"kafka-{name}.log"
+            )
+        return _launch_node(
+            props,
+            jars_dir=jars_dir,
+            data_dir=base_dir / name,
+            log_file=Path(log_dir) / f"kafka-{name}.log",
+            bootstrap=bootstrap,
+            detach=detach,
+            fast_start=fast_start,
+            heap=heap,
+            use_template=False,
+            cluster_id=cluster_id,
+        )
+
+    controller_props = {
+        "process.roles": "controller",
+        "node.id": str(CONTROLLER_NODE_ID),
+        "controller.quorum.voters": voters,
+        "listeners": f"CONTROLLER://127.0.0.1:{controller_port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT",
+        "log.dirs": str(base_dir / "controller" / "metadata"),
+        "num.io.threads": "2",
+        "num.network.threads": "1",
+        "background.threads": "2",
+    }
+    controller = node(
+        CONTROLLER_NODE_ID, controller_props, "controller", f"127.0.0.1:{controller_port}"
+    )
+    starters: dict[int, Callable[[], KafkaBroker]] = {}
+    for node_id, port in enumerate(ports, start=1):
+        props = _server_properties(
+            port=port,
+            controller_port=controller_port,
+            log_dirs=base_dir / f"broker-{node_id}" / "logs",
+            num_partitions=num_partitions,
+        )
+        props.update(
+            {
+                "process.roles": "broker",
+                "node.id": str(node_id),
+                "controller.quorum.voters": voters,
+                "listeners": f"PLAINTEXT://127.0.0.1:{port}",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                **cluster_durability_properties(len(ports)),
+            }
+        )
+        starters[node_id] = functools.partial(
+            node, node_id, props, f"broker-{node_id}", f"127.0.0.1:{port}"
+        )
+    brokers = {node_id: start() for node_id, start in starters.items()}
+    return KafkaCluster(controller, brokers, starters)
+
+
+def cluster_pid_files(base_dir: Path, brokers: int) -> dict[str, Path]:
+    """Where a detached cluster's nodes keep their pids, by name ("controller", "broker-1", ...)."""
+    names = ["controller", *(f"broker-{i}" for i in range(1, brokers + 1))]
+    return {name: Path(base_dir) / name / _PID_FILE for name in names}
+
+
 def wait_kafka_ready(
     bootstrap: str,
     timeout: float = 60.0,
     *,
     log_file: Path | None = None,
     process: subprocess.Popen[bytes] | None = None,
+    expect_brokers: int = 1,
 ) -> None:
     """Poll until the broker answers a metadata request, or fail with its log tail.
+
+    With ``expect_brokers`` it also waits until that many brokers are registered (a cluster).
 
     A cheap TCP probe runs first (librdkafka's reconnect back-off would otherwise add
     seconds), then ``AdminClient.list_topics`` proves the broker is registered and
@@ -389,10 +620,10 @@ def wait_kafka_ready(
             last_error = exc
             time.sleep(0.1)
             continue
-        if md.brokers:
+        if len(md.brokers) >= expect_brokers:
             _warm_up_group_coordinator(admin)
             return
-        last_error = "metadata had no brokers"
+        last_error = f"{len(md.brokers)} of {expect_brokers} broker(s) registered"
         time.sleep(0.1)
 
 
@@ -525,9 +756,19 @@ def _remove_stale_dumps(jars_dir: Path, max_age_s: float = 3600.0) -> None:
 
 
 def _format_storage(
-    java: str, classpath: str, log4j_opt: str, props_file: Path, log_file: Path
+    java: str,
+    classpath: str,
+    log4j_opt: str,
+    props_file: Path,
+    log_file: Path,
+    cluster_id: str | None = None,
+    scram_users: Mapping[str, str] | None = None,
 ) -> None:
-    """``kafka-storage.sh format`` equivalent (``--standalone`` only for a dynamic quorum)."""
+    """``kafka-storage.sh format`` equivalent (``--standalone`` only for a dynamic quorum).
+
+    Every node of one cluster must be formatted with the same ``cluster_id``. SCRAM users go
+    into the initial metadata (``--add-scram``); their passwords are not logged.
+    """
     cmd = [
         java,
         *_TOOL_JVM_OPTS,
@@ -537,13 +778,16 @@ def _format_storage(
         "kafka.tools.StorageTool",
         "format",
         "--cluster-id",
-        _random_cluster_id(),
+        cluster_id or _random_cluster_id(),
         "--config",
         str(props_file),
         "--ignore-formatted",
     ]
     if "controller.quorum.bootstrap.servers" in props_file.read_text():
         cmd.append("--standalone")  # a dynamic quorum must be formatted with its voter
+    for name, password in (scram_users or {}).items():
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            cmd += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
     res = subprocess.run(
         cmd,
         stdin=subprocess.DEVNULL,

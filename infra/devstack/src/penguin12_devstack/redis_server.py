@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def start_redis(
     port: int,
     appendonly: bool = True,
     detach: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> RedisServer:
     """Start ``redis-server`` on 127.0.0.1:``port`` and return at once.
 
@@ -98,6 +100,7 @@ def start_redis(
     ``detach=True`` puts it in its own session so it outlives the caller (stop it later
     with ``stop_pid_file(data_dir / "redis.pid")``); otherwise
     it is SIGTERMed when the calling thread dies and stopped at interpreter exit.
+    ``extra_args`` are more ``redis-server`` options (e.g. ``--requirepass``, ``--tls-port``).
     """
     data_dir = Path(data_dir).resolve()
     log_file = Path(log_file).resolve()
@@ -121,6 +124,7 @@ def start_redis(
         "no",
         "--logfile",
         "",
+        *extra_args,
     ]
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from penguin12_devstack import observability
-from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka, wait_kafka_ready
+from penguin12_devstack.kafka import (
+    cluster_pid_files,
+    ensure_kafka_jars,
+    start_kafka,
+    start_kafka_cluster,
+    wait_kafka_ready,
+)
 from penguin12_devstack.ports import _pid_alive, stop_pid_file
 from penguin12_devstack.redis_server import start_redis, wait_redis_ready
 from penguin12_devstack.services import PID_FILE, ServiceProcess, start_service, wait_http_ready
@@ -26,6 +32,7 @@ ROOT = Path(os.environ.get("PENGUIN12_ROOT", Path.cwd())).resolve()
 RUN = ROOT / ".run"
 CACHE = ROOT / ".cache"
 LOGS = RUN / "logs"
+KAFKA_CLUSTER_DIR = RUN / "data" / "kafka-cluster"
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,77 @@ class Ports:
     provenance: int = 8001
     feature_extractor_base: int = 9110
     classifier: int = 9120
+
+    def kafka_brokers(self, count: int) -> list[int]:
+        """Broker ports: 9092 for the first (as a single broker), then 9094, 9095, ..."""
+        return [self.kafka, *(self.kafka_controller + i for i in range(1, count))]
+
+
+def kafka_broker_count() -> int:
+    """``PENGUIN12_KAFKA_BROKERS``: 1 (default) is one combined KRaft node; 3 is a cluster."""
+    count = int(os.environ.get("PENGUIN12_KAFKA_BROKERS", "1"))
+    if count < 1:
+        raise SystemExit("PENGUIN12_KAFKA_BROKERS must be 1 or more")
+    return count
+
+
+def kafka_durability_env(brokers: int) -> dict[str, str]:
+    """Replication the services create topics with: RF min(3, N), min ISR one less.
+
+    Values set in the environment win (e.g. PENGUIN12_KAFKA_MIN_INSYNC_REPLICAS=1 to keep
+    accepting work with one broker left, at the price of durability).
+    """
+    replicas = min(3, brokers)
+    return {
+        "PENGUIN12_KAFKA_REPLICATION_FACTOR": os.environ.get(
+            "PENGUIN12_KAFKA_REPLICATION_FACTOR", str(replicas)
+        ),
+        "PENGUIN12_KAFKA_MIN_INSYNC_REPLICAS": os.environ.get(
+            "PENGUIN12_KAFKA_MIN_INSYNC_REPLICAS", str(max(1, replicas - 1))
+        ),
+    }
+
+
+def start_local_kafka(ports: Ports, brokers: int) -> tuple[str, list[str]]:
+    """Start what is missing of the local Kafka (one node, or a cluster); its bootstrap list."""
+    started: list[str] = []
+    single_pid = RUN / "data" / "kafka" / "kafka.pid"
+    if brokers == 1:
+        if any(_running(p) for p in cluster_pid_files(KAFKA_CLUSTER_DIR, 9).values()):
+            raise SystemExit("a local Kafka cluster is running: `make stop` first")
+        if not _running(single_pid):
+            start_kafka(
+                jars_dir=ensure_kafka_jars(CACHE / "kafka"),
+                data_dir=RUN / "data" / "kafka",
+                log_file=LOGS / "kafka.log",
+                port=ports.kafka,
+                controller_port=ports.kafka_controller,
+                detach=True,
+            )
+            started.append("kafka")
+        bootstrap = f"127.0.0.1:{ports.kafka}"
+        wait_kafka_ready(bootstrap, 120, log_file=LOGS / "kafka.log")
+        return bootstrap, started
+    if _running(single_pid):
+        raise SystemExit(
+            "a single-broker Kafka is running: `make stop` first, then start the cluster"
+        )
+    pid_files = cluster_pid_files(KAFKA_CLUSTER_DIR, brokers)
+    running = frozenset(name for name, pid in pid_files.items() if _running(pid))
+    cluster = start_kafka_cluster(
+        jars_dir=ensure_kafka_jars(CACHE / "kafka"),
+        base_dir=KAFKA_CLUSTER_DIR,
+        log_dir=LOGS,
+        ports=ports.kafka_brokers(brokers),
+        controller_port=ports.kafka_controller,
+        detach=True,
+        skip=running,
+    )
+    started += [f"kafka-{name}" for name in pid_files if name not in running]
+    wait_kafka_ready(
+        cluster.bootstrap, 180, log_file=LOGS / "kafka-controller.log", expect_brokers=brokers
+    )
+    return cluster.bootstrap, started
 
 
 def _running(pid_file: Path) -> bool:
@@ -71,7 +149,6 @@ def up(feature_extractors: int, observe: bool = True) -> None:
     ports = Ports()
     started: list[str] = []
     redis_url = f"redis://127.0.0.1:{ports.redis}"
-    bootstrap = f"127.0.0.1:{ports.kafka}"
 
     if not _running(RUN / "data" / "redis" / "redis.pid"):
         start_redis(
@@ -83,18 +160,9 @@ def up(feature_extractors: int, observe: bool = True) -> None:
         started.append("redis")
     wait_redis_ready(redis_url, 30, log_file=LOGS / "redis.log")
 
-    if not _running(RUN / "data" / "kafka" / "kafka.pid"):
-        jars = ensure_kafka_jars(CACHE / "kafka")
-        start_kafka(
-            jars_dir=jars,
-            data_dir=RUN / "data" / "kafka",
-            log_file=LOGS / "kafka.log",
-            port=ports.kafka,
-            controller_port=ports.kafka_controller,
-            detach=True,
-        )
-        started.append("kafka")
-    wait_kafka_ready(bootstrap, 120, log_file=LOGS / "kafka.log")
+    brokers = kafka_broker_count()
+    bootstrap, kafka_started = start_local_kafka(ports, brokers)
+    started += kafka_started
 
     # Observability (issue #4): Prometheus + an OTLP trace receiver, see observability.py.
     obs = None
@@ -109,6 +177,7 @@ def up(feature_extractors: int, observe: bool = True) -> None:
 
     common = {
         "PENGUIN12_KAFKA_BOOTSTRAP": bootstrap,
+        **kafka_durability_env(brokers),
         "PENGUIN12_STATE_REDIS_URL": f"{redis_url}/0",
         "PENGUIN12_CACHE_REDIS_URL": f"{redis_url}/1",
         "PENGUIN12_PUBLIC_STATUS_BASE_URL": os.environ.get(
@@ -174,6 +243,7 @@ Penguin12 is up.
   Status:   http://127.0.0.1:{ports.provenance}/v1/status/<request_id>
   API docs: http://127.0.0.1:{ports.preprocessor}/docs  and  http://127.0.0.1:{ports.provenance}/docs
   Logs:     {LOGS}/<service>.log
+  Kafka:    {bootstrap} ({brokers} broker{"s" if brokers > 1 else ""})
   Stop:     make stop"""
     )
     for what, url in (obs.urls if obs else {}).items():
@@ -187,7 +257,11 @@ def down() -> None:
         if stop_pid_file(run_dir / PID_FILE):
             stopped.append(run_dir.name)
     stopped += observability.stop_local_observability(RUN)
+    cluster = cluster_pid_files(KAFKA_CLUSTER_DIR, _cluster_size())
+    brokers_first = [(f"kafka-{n}", p) for n, p in cluster.items() if n != "controller"]
     for name, pid in (
+        *brokers_first,
+        ("kafka-controller", cluster["controller"]),
         ("kafka", RUN / "data" / "kafka" / "kafka.pid"),
         ("redis", RUN / "data" / "redis" / "redis.pid"),
     ):
@@ -196,11 +270,20 @@ def down() -> None:
     print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
+def _cluster_size() -> int:
+    """How many brokers the local cluster's data holds (0: none was ever started)."""
+    if not KAFKA_CLUSTER_DIR.is_dir():
+        return 0
+    return sum(1 for d in KAFKA_CLUSTER_DIR.glob("broker-*") if d.is_dir())
+
+
 def status() -> int:
-    rows = [
-        ("redis", RUN / "data" / "redis" / "redis.pid"),
-        ("kafka", RUN / "data" / "kafka" / "kafka.pid"),
-    ]
+    rows = [("redis", RUN / "data" / "redis" / "redis.pid")]
+    size = _cluster_size()
+    if size and any(_running(p) for p in cluster_pid_files(KAFKA_CLUSTER_DIR, size).values()):
+        rows += [(f"kafka-{n}", p) for n, p in cluster_pid_files(KAFKA_CLUSTER_DIR, size).items()]
+    else:
+        rows.append(("kafka", RUN / "data" / "kafka" / "kafka.pid"))
     services = RUN / "services"
     rows += (
         [(d.name, d / PID_FILE) for d in sorted(services.iterdir())] if services.is_dir() else []

@@ -49,7 +49,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from pydantic_settings import SettingsConfigDict
 
 from penguin12 import schemas
-from penguin12.kafka import AsyncProducer, producer_config
+from penguin12.kafka import AsyncProducer, client_config, producer_config
 from penguin12.settings import CommonSettings
 from penguin12.worker import DLQ_REASON as REASON
 from penguin12.worker import DLQ_SERVICE as SERVICE
@@ -169,7 +169,7 @@ class ReplayLog:
 def _consumer(settings: DlqSettings, group_id: str) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings),
             "group.id": group_id,
             "client.id": settings.service_name,
             "enable.auto.commit": False,
@@ -390,6 +390,7 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
     new run's updates (which the replayed record causes, after this record is acknowledged) come
     after it, and the old run's come before it, whatever the machines' clocks say.
     """
+
     updates = {}
     for record in records:
         if not record.request_id:

@@ -8,10 +8,12 @@ a lower-ranked status is ignored and a terminal status (COMPLETED or FAILED) is 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import redis
 
 from penguin12.schemas import STATUS_RANK, JobState, JobStatus, Result, StatusUpdate
+from penguin12.settings import CommonSettings
 
 KEY_PREFIX = "penguin12:job:"
 # Non-terminal jobs by submission time: what the deadline sweeper looks at.
@@ -80,9 +82,29 @@ return 1
 """
 
 
-def redis_client(url: str) -> redis.Redis:
+def redis_options(settings: CommonSettings | None) -> dict[str, Any]:
+    """Credentials and TLS CA from the settings, for every Redis client (both DBs).
+
+    A password in the URL (redis://:pw@host/0) works as well; the settings keep it out of URLs,
+    which are easier to leak into logs. TLS itself is the URL's scheme: rediss://.
+    """
+    if settings is None:
+        return {}
+    options: dict[str, Any] = {}
+    if settings.redis_username:
+        options["username"] = settings.redis_username
+    if settings.redis_password.get_secret_value():
+        options["password"] = settings.redis_password.get_secret_value()
+    if settings.redis_ssl_ca_file:
+        options["ssl_ca_certs"] = settings.redis_ssl_ca_file
+    return options
+
+
+def redis_client(url: str, settings: CommonSettings | None = None) -> redis.Redis:
     """A client that fails fast: a Redis outage must not hang request handlers."""
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=2, **redis_options(settings)
+    )
 
 
 class JobStore:
@@ -94,8 +116,10 @@ class JobStore:
         self._apply = client.register_script(_APPLY)
 
     @classmethod
-    def from_url(cls, url: str, retention_s: int) -> JobStore:
-        return cls(redis_client(url), retention_s)
+    def from_url(
+        cls, url: str, retention_s: int, settings: CommonSettings | None = None
+    ) -> JobStore:
+        return cls(redis_client(url, settings), retention_s)
 
     def apply(self, update: StatusUpdate) -> bool:
         """Apply ``update`` unless it would move the job backwards; True if it changed the state."""

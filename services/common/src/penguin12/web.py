@@ -188,7 +188,7 @@ def guard_public_route(request: Request) -> None:
 
 async def connect_infrastructure(settings: ApiSettings) -> tuple[redis.Redis, JobStore]:
     """The pre-start step both APIs share: wait for Kafka and Redis, make sure topics exist."""
-    client = redis_client(settings.state_redis_url)
+    client = redis_client(settings.state_redis_url, settings)
     store = JobStore(client, settings.job_retention_s)
     await wait_until(lambda: kafka_reachable(settings), "Kafka", settings.startup_timeout_s)
     await wait_until(store.ping, "Redis", settings.startup_timeout_s)

@@ -6,6 +6,7 @@ The cache is an optimisation: if Redis is down every lookup is a miss and the jo
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 
@@ -21,8 +22,12 @@ class EmbeddingCache:
         self._ttl_s = ttl_s
 
     @classmethod
-    def from_url(cls, url: str, model_version: str, ttl_s: int) -> EmbeddingCache:
-        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    def from_url(
+        cls, url: str, model_version: str, ttl_s: int, options: dict[str, Any] | None = None
+    ) -> EmbeddingCache:
+        client = redis.Redis.from_url(
+            url, socket_timeout=1, socket_connect_timeout=1, **(options or {})
+        )
         return cls(client, model_version, ttl_s)
 
     def get_many(self, digests: list[str]) -> list[bytes | None]:

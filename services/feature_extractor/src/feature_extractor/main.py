@@ -10,6 +10,7 @@ from feature_extractor.settings import FeatureExtractorSettings
 from penguin12.kafka import AsyncProducer
 from penguin12.runner import run_model_worker
 from penguin12.schemas import ImageJob
+from penguin12.state import redis_options
 from penguin12.worker import EarlyOutputs, StreamWorker
 from penguin12_model import FeatureExtractorModel, ModelSettings
 
@@ -20,7 +21,7 @@ def build_worker(
     settings: FeatureExtractorSettings, model: FeatureExtractorModel, producer: AsyncProducer
 ) -> StreamWorker[ImageJob]:
     cache = EmbeddingCache.from_url(
-        settings.cache_redis_url, model.info.version, settings.cache_ttl_s
+        settings.cache_redis_url, model.info.version, settings.cache_ttl_s, redis_options(settings)
     )
     early = EarlyOutputs(producer)
     return StreamWorker(

@@ -14,7 +14,7 @@ import threading
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from starlette.concurrency import run_in_threadpool
 
-from penguin12.kafka import KafkaHealth
+from penguin12.kafka import KafkaHealth, client_config
 from penguin12.metrics import BACKLOG
 from preprocessor.jobs import IdempotencyRegistry
 from preprocessor.settings import PreprocessorSettings
@@ -69,7 +69,7 @@ class BacklogMonitor:
         if self._consumer is None:
             self._consumer = Consumer(
                 {
-                    "bootstrap.servers": self._settings.kafka_bootstrap,
+                    **client_config(self._settings),
                     # The feature extractors' group, read only: no subscribe, no commits.
                     "group.id": self._settings.feature_extractor_group,
                     "enable.auto.commit": False,

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis
 import redis.asyncio as aioredis
@@ -27,7 +27,7 @@ from prometheus_client import Gauge
 from starlette.concurrency import run_in_threadpool
 
 from penguin12.schemas import TERMINAL_STATUSES, ErrorResponse, JobState, JobStatus
-from penguin12.state import EVENTS_PREFIX, JobStore
+from penguin12.state import EVENTS_PREFIX, JobStore, redis_options
 from penguin12.web import guard_public_route, owner_filter
 from provenance.settings import ProvenanceSettings
 
@@ -55,8 +55,9 @@ RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From t
 class StatusNotifier:
     """One Redis pattern subscription per process, fanned out to the waiting requests."""
 
-    def __init__(self, redis_url: str):
+    def __init__(self, redis_url: str, options: dict[str, Any] | None = None):
         self._url = redis_url
+        self._options = options or {}
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
@@ -96,7 +97,7 @@ class StatusNotifier:
     async def _run(self) -> None:
         backoff = 0.2
         while True:
-            client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2)
+            client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2, **self._options)
             pubsub = client.pubsub()
             try:
                 await pubsub.psubscribe(EVENTS_PREFIX + "*")
@@ -128,7 +129,7 @@ def get_notifier(request: Request) -> StatusNotifier:
     notifier: StatusNotifier | None = getattr(state, "live_notifier", None)
     if notifier is None:
         settings = getattr(state, "settings", None) or ProvenanceSettings()
-        notifier = StatusNotifier(settings.state_redis_url)
+        notifier = StatusNotifier(settings.state_redis_url, redis_options(settings))
         state.live_notifier = notifier
     return notifier
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = ProvenanceSettings()
     setup_logging(settings.service_name, settings.log_level)
     if args.command == "rebuild":
-        store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s)
+        store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s, settings)
         rebuild_state(settings, store)
         return
     serve(create_app(settings), settings, settings.port)

@@ -21,7 +21,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from penguin12 import schemas
-from penguin12.kafka import AsyncProducer, DeliveryError
+from penguin12.kafka import AsyncProducer, DeliveryError, client_config
 from penguin12.schemas import JobStatus, StatusUpdate
 from penguin12.state import JobStore
 from penguin12.worker import deliver, status_output
@@ -75,7 +75,7 @@ class Rebuild:
         topic = self._settings.topic_status
         consumer = Consumer(
             {
-                "bootstrap.servers": self._settings.kafka_bootstrap,
+                **client_config(self._settings),
                 "group.id": f"{self._settings.consumer_group}-rebuild",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
