@@ -436,11 +436,13 @@ def test_a_long_rebuild_carries_on_and_the_sweeper_keeps_running(
     suffix = uuid.uuid4().hex[:8]
     settings = ProvenanceSettings(
         kafka_bootstrap=infra.bootstrap,
-        state_redis_url=f"{infra.redis_url}/0",
+        # A database of its own: the sweeper looks at every open job in it.
+        state_redis_url=f"{infra.redis_url}/7",
         topic_status=f"test-{suffix}.status",
         consumer_group=f"provenance-{suffix}",
         job_deadline_s=60,
     )
+    redis.Redis.from_url(settings.state_redis_url).flushdb()
     admin = AdminClient({"bootstrap.servers": infra.bootstrap})
     admin.create_topics([NewTopic(settings.topic_status, 2, 1)])[settings.topic_status].result(30)
     old = time.time() - 3600
