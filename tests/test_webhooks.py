@@ -430,7 +430,7 @@ def test_every_redirect_hop_is_checked_again(redirector: str) -> None:
 
 # ------------------------------------------------------- hostile receivers (issue #11, item 4)
 
-HOSTILE_TIMEOUT_S = 15.0
+HOSTILE_TIMEOUT_S = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -463,9 +463,6 @@ class HostileServer:
     base: str
     release: threading.Event
     calls: list[tuple[str, float]] = field(default_factory=list)
-    active: dict[str, int] = field(default_factory=dict)
-    peak: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @pytest.fixture
@@ -478,12 +475,7 @@ def hostile() -> Iterator[HostileServer]:
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             kind = self.path.split("/")[1]
-            with server_state.lock:
-                server_state.calls.append((self.path, time.time()))
-                server_state.active[kind] = server_state.active.get(kind, 0) + 1
-                server_state.peak[kind] = max(
-                    server_state.peak.get(kind, 0), server_state.active[kind]
-                )
+            server_state.calls.append((self.path, time.time()))
             try:
                 if kind == "slow":
                     server_state.release.wait(120)
@@ -505,9 +497,6 @@ def hostile() -> Iterator[HostileServer]:
                     self._answer()
             except OSError:
                 pass  # the caller hung up: what it should do with such a receiver
-            finally:
-                with server_state.lock:
-                    server_state.active[kind] -= 1
 
         def _answer(self) -> None:
             self.send_response(200)
@@ -544,12 +533,19 @@ def test_slow_receivers_do_not_delay_other_clients_webhooks(
     # Delivered while the slow receiver still holds its calls (before they could time out).
     wait_for(lambda: receiver.calls_to(name), HOSTILE_TIMEOUT_S * 2 / 3, 0.05, "the fast webhook")
     assert not hostile.release.is_set()
-    # The slow receiver never had more than its share of delivery threads.
-    assert hostile.peak["slow"] == 2, hostile.peak
+    # The slow receiver never had more than its share of delivery threads: within one attempt's
+    # deadline of its first call, only two calls started (counted at the receiver, where calls
+    # that provenance gave up on stay open until released, so "open at once" would overcount).
+    slow_calls = sorted(t for path, t in hostile.calls if path.startswith("/slow/"))
+    within_first_attempt = [t for t in slow_calls if t < slow_calls[0] + HOSTILE_TIMEOUT_S * 0.9]
+    assert len(within_first_attempt) == 2, slow_calls
     hostile.release.set()
-    for response in slow:
-        rid = response.json()["request_id"]
-        wait_for(lambda rid=rid: _deliveries(hostile_stack, rid)["state"] == "delivered", 90, 0.2)
+    ids = [response.json()["request_id"] for response in slow]
+
+    def all_delivered() -> bool:
+        return all(_deliveries(hostile_stack, rid)["state"] == "delivered" for rid in ids)
+
+    wait_for(all_delivered, 90, 0.2, "every slow receiver's webhook")
 
 
 def _peak_rss_kib(stack: Stack, name: str) -> int:
