@@ -30,6 +30,7 @@ SCENARIOS = [
     ("5_latency", "bench.latency", False),
     ("6_growth", "bench.growth", False),
     ("7_extractor_stage", "bench.extractor_stage", False),
+    ("8_hostile_uploads", "bench.hostile_uploads", False),
     ("diag_kafka_cost", "bench.kafka_cost", True),
     ("diag_status_store_cost", "bench.status_store_cost", True),
 ]

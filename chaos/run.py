@@ -18,6 +18,9 @@ every accepted job's status and records the sequence of statuses it saw. Then a 
     poison              garbage, wrong schema version, missing fields and ~2 MB records written
                         straight into every topic: consumers survive, the dead-letter topic gets
                         them with a reason, their jobs (where the id is readable) are FAILED
+    decode-bombs        32 (CHAOS_FULL: 64) small files that decode big, sent at once: the
+                        preprocessor stays under 1 GiB, answers each (202, 413, or 503 with
+                        Retry-After), and every bomb it accepts completes like the load's jobs
 
 Per scenario it prints: submitted, accepted (202), refused (503/429: allowed while a dependency is
 down), unavailable (no HTTP answer: the preprocessor itself was down), completed, failed, lost
@@ -1166,6 +1169,40 @@ def hostile_clients(ctx: Context) -> Outcome:
     return outcome
 
 
+def decode_bombs(ctx: Context) -> Outcome:
+    sys.path.insert(0, str(ROOT))
+    from bench.hostile_uploads import build_mix, burst
+
+    count = 64 if ctx.profile.full else 32
+    outcome = Outcome(
+        "decode-bombs",
+        f"{count} small files that decode big (16-bit PNG, lossless WebP, RLE BMP) at once",
+    )
+    headers = {"X-API-Key": API_KEY} if API_KEY else None
+    with under_load(ctx, outcome) as tracker:
+        ctx.wait(ctx.profile.warmup_s)
+        pid = read_pid("preprocessor")
+        if pid is None:
+            raise RuntimeError("the preprocessor is not running")
+        result = burst(PREPROCESSOR, pid, build_mix(count), headers=headers)
+        for bomb in result.outcomes:
+            if bomb.request_id:  # followed to the end like the load's own jobs
+                tracker.add(bomb.request_id)
+        ctx.wait(ctx.profile.after_s)
+    outcome.counts.update(bombs=len(result.outcomes), bombs_accepted=result.accepted)
+    outcome.details.update(
+        bomb_statuses=result.statuses,
+        bomb_refusals=sorted({f"{b.status}: {b.detail}" for b in result.outcomes if b.detail}),
+        preprocessor_rss_before_mb=round(result.rss_before / 2**20, 1),
+        preprocessor_peak_rss_mb=round(result.peak_rss / 2**20, 1),
+    )
+    outcome.checks["every bomb answered"] = result.unanswered == 0
+    outcome.checks["bombs: no 5xx but 503 with Retry-After"] = result.bad_server_errors == 0
+    outcome.checks["preprocessor peak RSS < 1 GiB"] = result.peak_rss < 2**30
+    outcome.checks["preprocessor alive and ready"] = result.alive_after and result.ready_after
+    return outcome
+
+
 SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "kill-feature_extractor-0": kill_service("feature_extractor-0"),
     "kill-classifier": kill_service("classifier"),
@@ -1178,6 +1215,7 @@ SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "flush-state": flush_state,
     "poison": poison,
     "hostile-clients": hostile_clients,
+    "decode-bombs": decode_bombs,
 }
 
 

@@ -375,8 +375,8 @@ def test_address_rules() -> None:
     for good in ("93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::5db8:d822"):
         strict.check_address(ipaddress.ip_address(good), good)
     UrlPolicy(allow_private=True).check_address(ipaddress.ip_address("127.0.0.1"), "localhost")
-    with pytest.raises(UrlRefused, match=r"resolves to 127\.0\.0\.1"):
-        check_url("http://localhost:9/", strict)
+    with pytest.raises(UrlRefused, match=r"'localhost' is not a public name"):
+        check_url("http://localhost:9/", strict)  # what it resolves to is not shown
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ more, "just under" files stay under it.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zipfile
@@ -115,6 +116,42 @@ def png_many_chunks(count: int) -> bytes:
     image = _save(Image.new("RGB", (8, 8)), "PNG")
     junk = b"".join(png_chunk(b"tEXt", b"k\x00" + str(i).encode()) for i in range(count))
     return image[:33] + junk + image[33:]
+
+
+def png_flat_bomb(side: int, *, bit_depth: int = 16, channels: int = 1) -> bytes:
+    """A valid all-zero PNG of ``side`` x ``side``: 6300 px 16-bit grey is 77 KB on disk and
+    ~80 MB decoded (the review's "small file that decodes big")."""
+    row = b"\x00" * (1 + side * channels * bit_depth // 8)
+    compressor = zlib.compressobj(9)
+    out = bytearray()
+    for _ in range(side):
+        out += compressor.compress(row)
+    out += compressor.flush()
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    return png_raw(side, side, bit_depth=bit_depth, color_type=color_type, idat=bytes(out))
+
+
+@functools.cache
+def webp_lossless_bomb(side: int, mode: str = "RGB") -> bytes:
+    """A blank lossless WebP of ``side`` x ``side``: about 1.6 KB at 6300 px, and libwebp needs
+    four full-size copies to decode it (~640 MB at 6300 px)."""
+    return _save(Image.new(mode, (side, side)), "WEBP", lossless=True, quality=0, method=0)
+
+
+def bmp_rle8_bomb(side: int) -> bytes:
+    """An RLE8-compressed 8-bit BMP of one colour: 2 bytes per 255 pixels."""
+    row = b""
+    left = side
+    while left:
+        run = min(255, left)
+        row += bytes((run, 1))
+        left -= run
+    pixels = (row + b"\x00\x00") * side + b"\x00\x01"  # end of line ... end of bitmap
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    dib = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    offset = 14 + len(dib) + len(palette)
+    header = b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
+    return header + dib + palette + pixels
 
 
 # ------------------------------------------------------------------------------------ JPEG
@@ -271,6 +308,15 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
             {OK},
             "a.png",
         ),
+        # --- small files that decode big (issue #11): tiny on disk, just under the pixel limit
+        f("png-16bit-grey-bomb", png_flat_bomb(side), {OK}, "a.png"),
+        f("png-16bit-rgba-bomb", png_flat_bomb(side, channels=4), {OK}, "a.png"),
+        f("png-8bit-grey-alpha-bomb", png_flat_bomb(side, bit_depth=8, channels=2), {OK}, "a.png"),
+        f("webp-lossless-bomb", webp_lossless_bomb(side), {OK}, "a.webp"),
+        f("webp-lossless-rgba-bomb", webp_lossless_bomb(side, "RGBA"), {OK}, "a.webp"),
+        f("bmp-rle8-bomb", bmp_rle8_bomb(side), {OK}, "a.bmp"),
+        f("webp-lossless-bomb-over-limit", webp_lossless_bomb(side + 2), {TOO_LARGE}, "a.webp"),
+        f("bmp-rle8-bomb-over-limit", bmp_rle8_bomb(side + 2), {TOO_LARGE}, "a.bmp"),
         # --- zero-size dimensions (hand-made headers)
         f("png-0x0", png_raw(0, 0, idat=zlib.compress(b"")), {CORRUPT, UNSUPPORTED}, "a.png"),
         f("png-0x10", png_raw(0, 10, idat=zlib.compress(b"")), {CORRUPT, UNSUPPORTED}, "a.png"),

@@ -1,8 +1,16 @@
 """Turning an untrusted upload into the model's input, or a clear refusal.
 
 The format is decided by the bytes, never the filename; the pixel count is checked from the header
-before any pixel is decoded (decompression bombs); JPEGs are decoded at reduced scale when the
-model needs fewer pixels (`Image.draft`), which roughly halves preprocessing time.
+before any pixel is decoded (decompression bombs). A file of a few bytes can still declare 40
+million pixels, so decoding is kept small and predictable:
+
+- `probe_image` reads the header only and says what decoding will cost in memory
+  (`ImageProbe.decode_bytes`), so a caller can refuse or queue the work *before* it happens;
+- JPEGs are decoded at reduced scale when the model needs fewer pixels (`Image.draft`);
+- every other conversion (16-bit scaling, transparency onto white, palette and CMYK to RGB) runs
+  over strips of rows that are box-reduced as they go (`Image.reduce`, what `resize`'s
+  ``reducing_gap`` does internally), so no full-size float or RGBA copy is ever made: the decoded
+  image itself is the only full-size buffer.
 """
 
 from __future__ import annotations
@@ -12,9 +20,10 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 SUPPORTED_MEDIA_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
@@ -50,41 +59,159 @@ class PreparedImage:
         return hashlib.sha256(self.pixels.tobytes()).hexdigest()
 
 
-def prepare_image(data: bytes, *, size: int, max_pixels: int) -> PreparedImage:
+# How much larger than the model's input side the decoded image is kept before the final resize:
+# the same margin as ``resize(reducing_gap=2.0)``, so the result is practically what a full-size
+# decode gives (Pillow documents reducing_gap >= 2 as indistinguishable from a plain resize).
+DECODE_MARGIN = 2
+# Rows are converted in strips of about this many bytes (float64 when scaling 16-bit data).
+_STRIP_BYTES = 8 << 20
+# Bytes per pixel Pillow holds in memory by mode (RGB is stored padded to 4 bytes).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+# Full-size copies made while decoding, by format: libwebp keeps its canvas and the previous
+# frame, hands Pillow a copy, and Pillow copies it into the image (measured: 4x the image).
+_DECODE_COPIES = {"WEBP": 4}
+_ORIENTATION_METHODS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass
+class ImageProbe:
+    """An opened (header-only) image and what decoding it will cost."""
+
+    image: Image.Image
+    format: str
+    width: int  # as stored in the file, before any reduced-scale decoding
+    height: int
+    decode_bytes: int  # peak memory the decode step needs, estimated from the header
+
+    def describe(self) -> str:
+        return f"{self.width}x{self.height} {self.format} ({self.image.mode})"
+
+
+def prepare_image(
+    data: bytes | BinaryIO, *, size: int, max_pixels: int, max_decode_bytes: int | None = None
+) -> PreparedImage:
     """Validate ``data`` and return it as a size x size RGB array (EXIF orientation applied)."""
-    if not data:
-        raise CorruptImage("The uploaded file is empty.")
+    probe = probe_image(data, max_pixels=max_pixels, min_side=size * DECODE_MARGIN)
+    if max_decode_bytes is not None:
+        check_decode_budget(probe, max_decode_bytes)
+    return prepare_probed(probe, size=size)
+
+
+def prepare_probed(probe: ImageProbe, *, size: int) -> PreparedImage:
+    """The decode and resize half of `prepare_image`, for a caller that budgets the decode."""
+    rgb = decode_rgb(probe, min_side=size * DECODE_MARGIN)
+    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    pixels = np.asarray(resized, dtype=np.uint8)
+    return PreparedImage(pixels, probe.format, probe.width, probe.height)
+
+
+def probe_image(data: bytes | BinaryIO, *, max_pixels: int, min_side: int | None) -> ImageProbe:
+    """Open ``data`` without decoding pixels; JPEGs are set to decode at reduced scale.
+
+    ``min_side`` is the shortest side the caller needs after decoding (the model's input side
+    with a margin): a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both
+    sides at least that long. ``None``: full size, pixel for pixel what a plain decode gives (for
+    a model whose reference implementation must be matched exactly).
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        if not data:
+            raise CorruptImage("The uploaded file is empty.")
+        file_size = len(data)
+        stream: BinaryIO = io.BytesIO(data)
+    else:
+        stream = data
+        stream.seek(0, io.SEEK_END)
+        file_size = stream.tell()
+        stream.seek(0)
+        if not file_size:
+            raise CorruptImage("The uploaded file is empty.")
     with warnings.catch_warnings():
         # Our own pixel limit replaces Pillow's bomb warning, and Pillow warns once per bad EXIF
         # tag: one hostile upload could otherwise write thousands of log lines.
         warnings.simplefilter("ignore")
-        image = _open(data, max_pixels)
-        fmt = image.format or "unknown"
-        width, height = image.size
-        if fmt == "JPEG":
-            image.draft("RGB", (size, size))
+        image = _open(stream, max_pixels)
+    fmt = image.format or "unknown"
+    width, height = image.size
+    if fmt == "JPEG" and min_side is not None:
+        image.draft("RGB", (min_side, min_side))
+    return ImageProbe(image, fmt, width, height, _decode_cost(image, fmt, min_side) + file_size)
+
+
+def check_decode_budget(probe: ImageProbe, max_decode_bytes: int) -> None:
+    """Refuse (413) an image whose decoding would take more memory than one request may use."""
+    if probe.decode_bytes > max_decode_bytes:
+        raise ImageTooLarge(
+            f"Decoding this {probe.describe()} image would take about "
+            f"{probe.decode_bytes / 2**20:,.0f} MiB of memory; the limit per image is "
+            f"{max_decode_bytes / 2**20:,.0f} MiB. Send fewer pixels, or a JPEG."
+        )
+
+
+def _decode_cost(image: Image.Image, fmt: str, min_side: int | None) -> int:
+    """The decode step's peak: the full-size decoded buffers plus the reduced RGB output."""
+    width, height = image.size  # after `draft`, for a JPEG
+    per_pixel = _BYTES_PER_PIXEL.get(image.mode, 4)
+    factor = _reduce_factor(width, height, min_side)
+    output = -(-width // factor) * -(-height // factor) * 4
+    strips = 0 if image.mode == "RGB" else 4 * _STRIP_BYTES  # RGB is only reduced, not converted
+    return width * height * per_pixel * _DECODE_COPIES.get(fmt, 1) + output + strips
+
+
+def _reduce_factor(width: int, height: int, min_side: int | None) -> int:
+    if min_side is None:
+        return 1
+    return max(1, min(width, height) // max(1, min_side))
+
+
+def decode_rgb(probe: ImageProbe, *, min_side: int | None) -> Image.Image:
+    """Decode the probed image to 8-bit RGB, box-reduced to no less than ``min_side`` (shorter
+    side; ``None``: full size) and turned upright (EXIF orientation). Memory: the decoded image,
+    the RGB output, and small strips."""
+    image, fmt = probe.image, probe.format
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             image.load()
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise CorruptImage(
                 f"The {fmt} image is truncated or corrupt and cannot be decoded ({exc})."
             ) from exc
+        if fmt == "WEBP":
+            _release_webp_buffers(image)
+        orientation = _orientation(image)
+    rgb = _reduced_rgb(image, _reduce_factor(*image.size, min_side))
+    method = _ORIENTATION_METHODS.get(orientation)
+    return rgb.transpose(method) if method is not None else rgb
+
+
+def _release_webp_buffers(image: Image.Image) -> None:
+    """Drop what libwebp and Pillow keep after a WebP is loaded: the decoder's two full-size
+    canvases and the frame copy (the image itself is complete without them)."""
+    if hasattr(image, "_decoder"):
+        delattr(image, "_decoder")
+    if isinstance(image, ImageFile.ImageFile):
+        image.fp = None
+
+
+def _orientation(image: Image.Image) -> int:
     # A damaged EXIF block is no reason to refuse pixels that decoded fine (nor to log its tags).
-    with (
-        warnings.catch_warnings(),
-        contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError),
-    ):
-        warnings.simplefilter("ignore")
-        image = ImageOps.exif_transpose(image) or image
-    rgb = _to_rgb(image)
-    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    pixels = np.asarray(resized, dtype=np.uint8)
-    return PreparedImage(pixels, fmt, width, height)
+    with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError):
+        value = image.getexif().get(0x0112)
+        return int(value) if value is not None else 1
+    return 1
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def _open(stream: BinaryIO, max_pixels: int) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+        image = Image.open(stream, formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError as exc:
         raise UnsupportedImage(
             f"The file is not a supported image. Send one of: {SUPPORTED_MEDIA_TYPES}."
@@ -105,18 +232,60 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any mode to 8-bit RGB: transparency onto white, 16-bit and float scaled, CMYK converted."""
-    mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
+def _reduced_rgb(image: Image.Image, factor: int) -> Image.Image:
+    """``image`` as RGB, box-reduced by ``factor``, strip by strip.
+
+    Strips are whole multiples of ``factor`` rows, so the box filter sees exactly the blocks a
+    whole-image `Image.reduce` would. Each strip is reduced *before* the costly conversions
+    (16-bit stretch, compositing), which then run on 1/factor^2 of the pixels: averaging commutes
+    with both (a linear stretch; compositing over white is linear in premultiplied colour, which
+    is how Pillow reduces RGBA), up to 8-bit rounding.
+    """
+    if image.mode == "RGB":
+        return image.reduce(factor) if factor > 1 else image
+    width, height = image.size
+    scale = _wide_range(image)
+    rows = max(factor, max(1, _STRIP_BYTES // (width * 4)) // factor * factor)
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        out.paste(_strip_to_rgb(strip, factor, scale), (0, top // factor))
+    return out
+
+
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _wide_range(image: Image.Image) -> tuple[float, float] | None:
+    """The value range a 16-bit, 32-bit or float image is stretched from (the whole image's)."""
+    if image.mode not in _WIDE_MODES:
+        return None
+    low, high = image.getextrema()
+    return float(low), float(high)  # type: ignore[arg-type]
+
+
+def _strip_to_rgb(
+    strip: Image.Image, factor: int, scale: tuple[float, float] | None
+) -> Image.Image:
+    """Any mode to 8-bit RGB, reduced by ``factor``: wide values stretched to 0-255 over the
+    whole image's range, transparency onto white, palettes and CMYK converted."""
+    mode = strip.mode
+    if mode in _WIDE_MODES:
+        wide = strip if mode == "F" else strip.convert("F")
+        if factor > 1:
+            wide = wide.reduce(factor)
+        array = np.asarray(wide, dtype=np.float64)  # a reduced strip, never the whole image
+        low, high = scale if scale is not None else (float(array.min()), float(array.max()))
         scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
-        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in strip.info):
+        rgba = strip.convert("RGBA")
+        if factor > 1:
+            rgba = rgba.reduce(factor)  # Pillow averages RGBA premultiplied
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if mode != "RGB":
-        return image.convert("RGB")
-    return image
+    if mode in ("L", "CMYK", "YCbCr", "LAB", "HSV") and factor > 1:
+        strip = strip.reduce(factor)
+        factor = 1
+    rgb = strip.convert("RGB")
+    return rgb.reduce(factor) if factor > 1 else rgb

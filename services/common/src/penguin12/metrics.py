@@ -69,6 +69,19 @@ BACKLOG = Gauge(
     "Jobs queued for the feature extractors and not yet done (sum of consumer lag); scale on it.",
     ["topic"],
 )
+DECODE_QUEUE = Gauge(
+    "penguin12_decode_queue",
+    "Uploads waiting for room in the decode memory budget.",
+)
+DECODE_MEMORY = Gauge(
+    "penguin12_decode_memory_bytes",
+    "Estimated memory held by decodes in progress (of the decode budget).",
+)
+DECODE_REFUSED = Counter(
+    "penguin12_decode_refused_total",
+    "Uploads refused before decoding: over the per-image budget, queue full, waited too long.",
+    ["reason"],
+)
 CACHE_REQUESTS = Counter(
     "penguin12_embedding_cache_total",
     "Embedding cache lookups by result (hit, miss, error).",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import (
     APIRouter,
@@ -21,7 +21,14 @@ from fastapi import (
 from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 
-from penguin12.imaging import ImageRejected, prepare_image
+from penguin12.imaging import (
+    DECODE_MARGIN,
+    ImageRejected,
+    PreparedImage,
+    check_decode_budget,
+    prepare_probed,
+    probe_image,
+)
 from penguin12.logs import request_context
 from penguin12.metrics import JOBS_SUBMITTED
 from penguin12.schemas import ErrorResponse, FieldErrors, SubmitResponse
@@ -29,6 +36,7 @@ from penguin12.security import client_identity, webhook_secret
 from penguin12.web import guard_public_route, owner_filter
 from preprocessor import remote
 from preprocessor.admission import Admission
+from preprocessor.decoding import DecodeBusy, DecodeGate
 from preprocessor.jobs import IdempotencyInProgress, JobPublisher, PublishFailed
 from preprocessor.settings import PreprocessorSettings
 
@@ -49,8 +57,14 @@ def get_publisher(request: Request) -> JobPublisher:
     return publisher
 
 
+def get_decoder(request: Request) -> DecodeGate:
+    decoder: DecodeGate = request.app.state.decoder
+    return decoder
+
+
 SettingsDep = Annotated[PreprocessorSettings, Depends(get_settings)]
 PublisherDep = Annotated[JobPublisher, Depends(get_publisher)]
+DecoderDep = Annotated[DecodeGate, Depends(get_decoder)]
 
 
 def _reject(
@@ -60,17 +74,20 @@ def _reject(
     return HTTPException(status_code=code, detail=detail, headers=headers)
 
 
-async def _read_limited(file: UploadFile, limit: int) -> bytes:
-    """Read the upload but never more than ``limit`` bytes."""
-    if file.size is not None and file.size > limit:
-        raise _reject("too_large", 413, _too_large(file.size, limit))
-    chunks, total = [], 0
-    while chunk := await file.read(_READ_CHUNK):
-        total += len(chunk)
-        if total > limit:
-            raise _reject("too_large", 413, _too_large(total, limit))
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _upload_source(file: UploadFile, limit: int) -> BinaryIO:
+    """The spooled upload itself (never copied into memory), if it is within ``limit`` bytes.
+
+    The body was already held to the limit while it streamed in (`preprocessor.upload_limits`);
+    this is the exact check on the file part alone.
+    """
+    size = file.size
+    if size is None:
+        file.file.seek(0, 2)
+        size = file.file.tell()
+    if size > limit:
+        raise _reject("too_large", 413, _too_large(size, limit))
+    file.file.seek(0)
+    return file.file
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -92,7 +109,11 @@ def _too_large(size: int, limit: int) -> str:
             "could not be downloaded",
         },
         401: {"model": ErrorResponse, "description": "API key missing or wrong (when keys are on)"},
-        413: {"model": ErrorResponse, "description": "File or pixel count over the limit"},
+        413: {
+            "model": ErrorResponse,
+            "description": "Request, file, pixel count or decode memory over the limit; too many "
+            "form parts",
+        },
         409: {
             "model": ErrorResponse,
             "description": "The first request with this Idempotency-Key is still being accepted; "
@@ -107,13 +128,17 @@ def _too_large(size: int, limit: int) -> str:
             "model": ErrorResponse,
             "description": "Rate limit or backlog bound; see Retry-After",
         },
-        503: {"model": ErrorResponse, "description": "Queue unavailable; retry after Retry-After"},
+        503: {
+            "model": ErrorResponse,
+            "description": "Queue unavailable, or too busy decoding other images; see Retry-After",
+        },
     },
 )
 async def infer(
     request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
+    decoder: DecoderDep,
     # Typed without `| None` so that the OpenAPI schema is a plain binary field, not "binary or
     # null" (a multipart field cannot be null); absent, it is None.
     file: Annotated[
@@ -164,6 +189,7 @@ async def infer(
             file,
             settings,
             publisher,
+            decoder=decoder,
             url=sources.url,
             callback_url=sources.callback_url,
             owner=owner_filter(request),
@@ -231,6 +257,7 @@ async def _accept(
     settings: PreprocessorSettings,
     publisher: JobPublisher,
     *,
+    decoder: DecodeGate,
     url: str | None = None,
     callback_url: str | None = None,
     owner: str | None = None,
@@ -239,21 +266,13 @@ async def _accept(
         request_context(request_id),
         tracer.start_as_current_span("upload", attributes={"penguin12.request_id": request_id}),
     ):
+        source: BinaryIO | bytes
         if file is not None:
-            data = await _read_limited(file, settings.max_upload_bytes)
+            source = _upload_source(file, settings.max_upload_bytes)
         else:
-            data = await remote.download(url or "", settings.max_upload_bytes)
-        try:
-            with tracer.start_as_current_span("preprocess"):
-                image = await run_in_threadpool(
-                    prepare_image,
-                    data,
-                    size=settings.input_size,
-                    max_pixels=settings.max_image_pixels,
-                )
-        except ImageRejected as exc:
-            log.info("upload refused (%d): %s", exc.status_code, exc)
-            raise _reject("invalid", exc.status_code, str(exc)) from exc
+            source = await remote.download(url or "", settings.max_upload_bytes)
+        with tracer.start_as_current_span("preprocess"):
+            image = await _prepare(source, settings, decoder)
         try:
             await publisher.publish(request_id, image, callback_url=callback_url, owner=owner)
         except PublishFailed as exc:
@@ -266,13 +285,32 @@ async def _accept(
             ) from exc
         JOBS_SUBMITTED.labels(outcome="accepted").inc()
         log.info(
-            "accepted %s %dx%d (%d bytes)",
-            image.source_format,
-            image.original_width,
-            image.original_height,
-            len(data),
+            "accepted %s %dx%d", image.source_format, image.original_width, image.original_height
         )
         return _ticket(settings, request_id, callback_url is not None)
+
+
+async def _prepare(
+    source: BinaryIO | bytes, settings: PreprocessorSettings, decoder: DecodeGate
+) -> PreparedImage:
+    """Probe the header, refuse or wait for room in the decode budget, then decode on its pool."""
+    size = settings.input_size
+    try:
+        probe = await run_in_threadpool(
+            probe_image, source, max_pixels=settings.max_image_pixels, min_side=size * DECODE_MARGIN
+        )
+        check_decode_budget(
+            probe, min(settings.max_decode_memory_mb, settings.decode_memory_budget_mb) << 20
+        )
+        return await decoder.run(probe.decode_bytes, lambda: prepare_probed(probe, size=size))
+    except ImageRejected as exc:
+        log.info("upload refused (%d): %s", exc.status_code, exc)
+        raise _reject(
+            "invalid" if exc.status_code != 413 else "too_large", exc.status_code, str(exc)
+        ) from exc
+    except DecodeBusy as exc:
+        log.warning("upload deferred: %s", exc)
+        raise _reject("busy", 503, str(exc), {"Retry-After": str(exc.retry_after_s)}) from exc
 
 
 def _ticket(

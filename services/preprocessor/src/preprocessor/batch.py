@@ -24,6 +24,7 @@ from penguin12.web import guard_public_route, owner_filter
 from preprocessor import remote
 from preprocessor.admission import Admission
 from preprocessor.api import (
+    DecoderDep,
     PublisherDep,
     SettingsDep,
     _accept,
@@ -83,6 +84,7 @@ async def infer_batch(
     request: Request,
     settings: SettingsDep,
     publisher: PublisherDep,
+    decoder: DecoderDep,
     files: Annotated[
         list[UploadFile],
         File(default_factory=list, description="The images (repeat the field)."),
@@ -135,6 +137,7 @@ async def infer_batch(
                     file=upload,
                     settings=settings,
                     publisher=publisher,
+                    decoder=decoder,
                     callback_url=callback,
                     owner=owner,
                 ),

@@ -1,37 +1,52 @@
 """Submissions by URL and callback URLs: checked, then fetched within limits (see penguin12.ssrf).
 
 `POST /v1/infer` takes either a ``file`` or a ``url``. The image at a URL is downloaded here with
-the upload's size limit, a total time limit and at most a few redirects, every hop resolved and
-checked against the private-address rules; then it goes through exactly the same validation as
-an upload. A ``callback_url`` is checked at submission too, so a client learns at once that it
+the upload's size limit, one deadline for the whole fetch (DNS, connect, headers, redirects and
+body) and at most a few redirects, every hop resolved and checked against the private-address
+and port rules; then it goes through exactly the same validation as an upload. Fetches run on the
+event loop (host names are resolved on a small pool of their own), never on the thread pool that
+serves health checks and Redis calls, and at most ``url_max_concurrent_fetches`` at once (503
+with Retry-After beyond that). A ``callback_url`` is checked at submission too, so a client learns at once that it
 will never be called, and again by provenance when the webhook is sent.
 
 Status codes: 422 for a malformed request (both or neither of file/url, a URL that is not
 http(s)), 400 for a URL that is refused (non-public address) or cannot be fetched (DNS failure,
-timeout, error answer), 413 when the image at the URL is over the size limit.
+timeout, error answer), 413 when the image at the URL is over the size limit, 503 when too many
+fetches are in progress. Logs show URLs without their query string (it may carry a token).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import lru_cache
 from typing import NamedTuple
 
 from fastapi import HTTPException, UploadFile
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
 
 from penguin12.metrics import JOBS_SUBMITTED
-from penguin12.ssrf import UrlFetchFailed, UrlRefused, UrlSettings, check_url, fetch, parse_url
+from penguin12.ssrf import (
+    UrlFetchFailed,
+    UrlRefused,
+    UrlSettings,
+    check_url_async,
+    fetch_async,
+    parse_url,
+    redact,
+)
 
 log = logging.getLogger("penguin12.preprocessor.remote")
 
 
 class RemoteSettings(UrlSettings):
-    """``PENGUIN12_ALLOW_PRIVATE_URLS``, ``PENGUIN12_URL_ALLOWED_NETWORKS`` and the fetch limits."""
+    """The address and port rules (`penguin12.ssrf.UrlSettings`) and the fetch limits."""
 
+    # One deadline for the whole fetch: DNS, connect, headers, every redirect and the body.
     url_fetch_timeout_s: float = Field(default=10.0, gt=0)
     url_max_redirects: int = Field(default=3, ge=0)
+    # Downloads in progress at once (each may hold up to the upload limit in memory).
+    url_max_concurrent_fetches: int = Field(default=16, ge=1)
 
 
 @lru_cache(maxsize=1)
@@ -44,9 +59,16 @@ class Sources(NamedTuple):
     callback_url: str | None
 
 
-def _reject(outcome: str, code: int, detail: str) -> HTTPException:
+@lru_cache(maxsize=1)
+def _fetch_slots() -> asyncio.Semaphore:
+    return asyncio.Semaphore(remote_settings().url_max_concurrent_fetches)
+
+
+def _reject(
+    outcome: str, code: int, detail: str, headers: dict[str, str] | None = None
+) -> HTTPException:
     JOBS_SUBMITTED.labels(outcome=outcome).inc()
-    return HTTPException(status_code=code, detail=detail)
+    return HTTPException(status_code=code, detail=detail, headers=headers)
 
 
 async def check_submission(
@@ -78,7 +100,7 @@ async def check_callback(callback_url: str) -> str:
     except UrlRefused as exc:
         raise _reject("invalid", 422, str(exc)) from exc
     try:
-        return await run_in_threadpool(check_url, callback_url, policy, "callback_url")
+        return await check_url_async(callback_url, policy, "callback_url")
     except UrlRefused as exc:
         raise _reject("url_refused", 400, f"callback_url refused: {exc}") from exc
     except UrlFetchFailed as exc:
@@ -88,20 +110,29 @@ async def check_callback(callback_url: str) -> str:
 async def download(url: str, max_bytes: int) -> bytes:
     """The bytes at ``url``, or an HTTPException saying plainly why not."""
     settings = remote_settings()
-    try:
-        data = await run_in_threadpool(
-            fetch,
-            url,
-            settings.policy(),
-            max_bytes=max_bytes,
-            timeout_s=settings.url_fetch_timeout_s,
-            max_redirects=settings.url_max_redirects,
+    slots = _fetch_slots()
+    if slots.locked():
+        raise _reject(
+            "busy",
+            503,
+            f"The server is already downloading {settings.url_max_concurrent_fetches} images; "
+            "nothing was queued. Retry shortly, or send the file itself.",
+            {"Retry-After": "2"},
         )
+    try:
+        async with slots:
+            data = await fetch_async(
+                url,
+                settings.policy(),
+                max_bytes=max_bytes,
+                timeout_s=settings.url_fetch_timeout_s,
+                max_redirects=settings.url_max_redirects,
+            )
     except UrlRefused as exc:
-        log.info("image url refused: %s", exc)
+        log.info("image url %s refused: %s", redact(url), exc)
         raise _reject("url_refused", 400, f"url refused: {exc}") from exc
     except UrlFetchFailed as exc:
-        log.info("image url failed: %s", exc)
+        log.info("image url %s failed: %s", redact(url), exc)
         if exc.too_large:
             raise _reject("too_large", 413, str(exc)) from exc
         raise _reject("url_failed", 400, f"Could not download the image: {exc}") from exc

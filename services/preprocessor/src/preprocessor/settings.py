@@ -16,6 +16,16 @@ class PreprocessorSettings(ApiSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     # Decompression-bomb guard: checked from the header before any pixel is decoded.
     max_image_pixels: int = 40_000_000
+    # Decoding bounds (see preprocessor.decoding): threads that decode, the memory all decodes in
+    # progress may hold together, the most one image may need (else 413), and the queue of
+    # uploads waiting for room (past its length or wait, 503 + Retry-After).
+    decode_workers: int = Field(default=4, ge=1)
+    decode_memory_budget_mb: int = Field(default=640, ge=16)
+    max_decode_memory_mb: int = Field(default=512, ge=16)
+    decode_queue_max: int = Field(default=64, ge=0)
+    decode_queue_timeout_s: float = Field(default=60.0, gt=0)
+    # Request bodies (see preprocessor.upload_limits): one batch request at most this many bytes.
+    max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     # Side of the square RGB image sent to the feature extractor; must match the model bundle.
     input_size: int = 224
     # How long a submission may wait for Kafka to acknowledge it before answering 503.
