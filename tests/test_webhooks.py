@@ -442,6 +442,9 @@ def hostile_stack(
         model_dir,
         tmp_path_factory.mktemp("hostile-hooks"),
         extra_env={
+            # A job-state database of its own: the webhook queue is shared by every provenance
+            # on one Redis (replicas), and the per-receiver share is per process.
+            "PENGUIN12_STATE_REDIS_URL": f"{infra.redis_url}/3",
             "PENGUIN12_ALLOW_PRIVATE_URLS": "false",
             "PENGUIN12_URL_ALLOWED_NETWORKS": "127.0.0.1/32",
             "PENGUIN12_WEBHOOK_SECRET": SECRET,
