@@ -5,13 +5,16 @@ export UV_LINK_MODE ?= copy
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help setup run stop status logs test lint typecheck test-only bench bench-full clean chaos audit env
+.PHONY: help setup setup-test run stop status logs test lint typecheck test-only bench bench-full clean chaos audit env
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## Install everything local runs and tests need (uv, Python deps from uv.lock, redis, Kafka jars)
 	@bash infra/local/setup.sh
+
+setup-test: setup ## Also install what the tests need: Chromium (Debian package), Prometheus, Jaeger (built once)
+	@bash infra/local/setup-test.sh
 
 run: setup ## Start Kafka (KRaft; PENGUIN12_KAFKA_BROKERS=3: a cluster), Redis and the four services; prints URLs
 	@$(RUN) python -m penguin12_devstack up
@@ -33,9 +36,11 @@ typecheck: ## Mypy over every service and the shared package
 	@$(RUN) mypy services/common/src services/model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src clients/python/src
 
 test-only: ## Run the test suite (starts its own Kafka and Redis on free ports)
-	@$(RUN) pytest
+	@$(RUN) pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "test-only: pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
+	exit $$rc
 
-test: setup lint typecheck audit test-only ## Lint, type check, dependency audit and the whole test suite
+test: setup-test lint typecheck audit test-only ## Lint, type check, dependency audit and the whole test suite
 
 bench: setup ## Benchmarks, quick (a few minutes): bare limit, pipeline, ingest, vs sync, latency, growth
 	@$(RUN) python -m bench.run_all

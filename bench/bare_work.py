@@ -85,14 +85,13 @@ def run_config(
     from penguin12.imaging import prepare_image
 
     torch.set_num_threads(intra_threads)
-    size = fe.config.input_size
     lock = threading.Lock()
     cursor = 0
     done = 0
     model_s = 0.0
 
     def prepare(data: bytes) -> np.ndarray:
-        return prepare_image(data, size=size, max_pixels=40_000_000).pixels
+        return prepare_image(data, preprocessing=fe.preprocessing, max_pixels=40_000_000).pixels
 
     def next_bytes() -> bytes:
         nonlocal cursor
@@ -174,10 +173,12 @@ def unit_costs(corpus: list[bytes], fe: Any, head: Any) -> dict[str, float]:
     from penguin12.imaging import prepare_image
 
     torch.set_num_threads(1)
-    size = fe.config.input_size
     n = min(len(corpus), 48)
     t = time.perf_counter()
-    pixels = [prepare_image(d, size=size, max_pixels=40_000_000).pixels for d in corpus[:n]]
+    pixels = [
+        prepare_image(d, preprocessing=fe.preprocessing, max_pixels=40_000_000).pixels
+        for d in corpus[:n]
+    ]
     out: dict[str, float] = {"prepare_image_ms": round(1e3 * (time.perf_counter() - t) / n, 2)}
     for batch in (1, 4, 16):
         stack = np.stack((pixels * (batch // len(pixels) + 1))[:batch])

@@ -30,7 +30,7 @@ import hashlib
 import statistics
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from bench.common import (
     wait_quiet,
 )
 from bench.corpus import describe, load_corpus
+
+if TYPE_CHECKING:
+    from penguin12.imaging import Preprocessing
 from bench.stack import BenchStack, infra
 from penguin12_devstack.ports import free_port
 
@@ -55,10 +58,13 @@ IDLE_GOAL = 1.2
 FE = "feature_extractor-0"
 
 
-def prepared(corpus: list[bytes], size: int) -> list[np.ndarray]:
+def prepared(corpus: list[bytes], preprocessing: Preprocessing) -> list[np.ndarray]:
     from penguin12.imaging import prepare_image
 
-    return [prepare_image(data, size=size, max_pixels=40_000_000).pixels for data in corpus]
+    return [
+        prepare_image(data, preprocessing=preprocessing, max_pixels=40_000_000).pixels
+        for data in corpus
+    ]
 
 
 def bare_backbone(
@@ -211,7 +217,7 @@ def main() -> None:
     fe_settings = FeatureExtractorSettings()
     batch = fe_settings.max_batch_size
     fe, _, runtime = build_models(None, threads=_service_threads())
-    images = prepared(corpus, fe.config.input_size)
+    images = prepared(corpus, fe.preprocessing)
     seconds = mode.pick(6.0, 15.0)
     result.config = {
         "runtime": runtime,

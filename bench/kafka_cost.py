@@ -31,12 +31,12 @@ SCENARIO = "diag_kafka_cost"
 def job_values(n: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """(ImageJob JSON, raw pixels, a StatusUpdate JSON) for ``n`` real prepared images."""
     from penguin12 import schemas
-    from penguin12.imaging import prepare_image
+    from penguin12.imaging import CLIP_PREPROCESSING, prepare_image
 
     corpus = load_corpus(n)
     jsons, raws, statuses = [], [], []
     for i, data in enumerate(corpus):
-        image = prepare_image(data, size=224, max_pixels=40_000_000)
+        image = prepare_image(data, preprocessing=CLIP_PREPROCESSING, max_pixels=40_000_000)
         rid = str(uuid.UUID(int=i))
         job = schemas.ImageJob(
             request_id=rid,

@@ -38,15 +38,38 @@ _ENV_REDIS = "PENGUIN12_BENCH_REDIS_URL"
 _ENV_PIDS = "PENGUIN12_BENCH_INFRA_PIDS"
 
 
+#: Which model the benchmarks serve: ``demo`` (the efficientnet_b0 demo bundle, the historical
+#: baseline) or ``embedded`` (the real default detector: CLIP ViT-B/16 INT8 + probe).
+_ENV_MODEL = "PENGUIN12_BENCH_MODEL"
+
+
+def bench_model() -> str:
+    model = os.environ.get(_ENV_MODEL, "demo")
+    if model not in ("demo", "embedded"):
+        raise SystemExit(f"{_ENV_MODEL}={model!r}: use demo or embedded")
+    return model
+
+
 @functools.cache
 def model_dir() -> Path:
-    """The efficientnet_b0 demo bundle `make run` uses (made once in .cache/models)."""
+    """The bundle the benchmarks serve (made or fetched once, before anything is timed)."""
     from penguin12_model import ModelSettings, resolve_bundle_dir
 
-    settings = ModelSettings(
-        source="demo", demo_architecture=ARCHITECTURE, cache_dir=CACHE / "models"
-    )
+    if bench_model() == "embedded":
+        settings = ModelSettings(source="embedded", cache_dir=MODEL_CACHE)
+    else:
+        settings = ModelSettings(
+            source="demo", demo_architecture=ARCHITECTURE, cache_dir=CACHE / "models"
+        )
     return resolve_bundle_dir(settings).resolve()
+
+
+@functools.cache
+def model_preprocessing() -> str:
+    """What the served bundle wants the preprocessor to prepare (PENGUIN12_PREPROCESSING)."""
+    from penguin12_model import BundleConfig
+
+    return BundleConfig.from_file(model_dir() / "config.json").preprocessing.key
 
 
 @dataclass
@@ -160,6 +183,7 @@ class BenchStack:
             "PENGUIN12_MODEL_SOURCE": "local",
             "PENGUIN12_MODEL_DIR": str(model_dir()),
             "PENGUIN12_MODEL_CACHE_DIR": str(MODEL_CACHE),
+            "PENGUIN12_PREPROCESSING": model_preprocessing(),
             "PENGUIN12_HOST": "127.0.0.1",
             # The preprocessor measures the backlog as this group's lag (429 above its bound).
             "PENGUIN12_FEATURE_EXTRACTOR_GROUP": f"feature_extractor-{s}",

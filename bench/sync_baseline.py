@@ -26,7 +26,6 @@ def create_app(model_dir: Path, threads: int = 0) -> FastAPI:
     backbone, head = FeatureExtractorModel(settings), ClassifierModel(settings)
     backbone.load()
     head.load()
-    size = backbone.config.input_size
     app = FastAPI(title="sync baseline (benchmark only)")
 
     @app.get("/readyz")
@@ -37,7 +36,7 @@ def create_app(model_dir: Path, threads: int = 0) -> FastAPI:
     def infer(file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         data = file.file.read()
         try:
-            image = prepare_image(data, size=size, max_pixels=40_000_000)
+            image = prepare_image(data, preprocessing=backbone.preprocessing, max_pixels=40_000_000)
         except ImageRejected as exc:
             raise HTTPException(exc.status_code, str(exc)) from exc
         prediction = head.predict(backbone.embed(image.pixels[None]))[0]

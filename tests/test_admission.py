@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import http.server
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,12 +19,12 @@ import httpx
 import pytest
 import redis
 
-from conftest import Infra, Stack, wait_for
-from penguin12_devstack.kafka import ensure_kafka_jars, start_kafka
-from penguin12_devstack.ports import free_ports
+from conftest import Infra, Stack, read_topic, wait_for
+from penguin12_devstack.kafka import KafkaBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3t-key-never-logged-7f1c"
+HANDED_TO_KAFKA = "job handed to Kafka; awaiting its acknowledgement"
 
 
 def test_api_keys_guard_both_apis_and_never_reach_the_logs(
@@ -103,39 +107,20 @@ def test_backlog_bound_answers_429_then_recovers(
     wait_for(lambda: stack.submit(photos["rocket.jpg"]).status_code == 202, 30, 0.5)
 
 
-@pytest.fixture
-def own_kafka(tmp_path: Path) -> Iterator[Callable[[], object]]:
-    """A broker of this test's own, which it may stop and start again."""
-    jars = ensure_kafka_jars(ROOT / ".cache" / "kafka")
-    port, controller = free_ports(2)
-    brokers = []
-
-    def start() -> object:
-        broker = start_kafka(
-            jars_dir=jars,
-            data_dir=tmp_path / "kafka",
-            log_file=tmp_path / "kafka.log",
-            port=port,
-            controller_port=controller,
-        )
-        broker.wait_ready(120)
-        brokers.append(broker)
-        return broker
-
-    yield start
-    for broker in brokers:
-        broker.stop()
+def _readyz(stack: Stack) -> tuple[int, dict[str, str]]:
+    response = httpx.get(stack.url("preprocessor", "/readyz"), timeout=10)
+    return response.status_code, response.json()
 
 
 def test_kafka_outage_answers_503_fast_and_recovers(
     make_stack: Callable[..., Stack],
     infra: Infra,
-    own_kafka: Callable[[], object],
+    own_kafka: Callable[[], KafkaBroker],
     photos: dict[str, bytes],
 ) -> None:
     broker = own_kafka()
     stack = make_stack(
-        PENGUIN12_KAFKA_BOOTSTRAP=broker.bootstrap,  # type: ignore[attr-defined]
+        PENGUIN12_KAFKA_BOOTSTRAP=broker.bootstrap,
         PENGUIN12_REJOIN_TIMEOUT_S="3",
     )
     stack.start_all()
@@ -144,7 +129,7 @@ def test_kafka_outage_answers_503_fast_and_recovers(
         == "COMPLETED"
     )
 
-    broker.stop()  # type: ignore[attr-defined]
+    broker.stop()
     started = time.monotonic()
     wait_for(lambda: stack.submit(photos["chelsea.jpg"]).status_code == 503, 15, 0.2)
     refused = stack.submit(photos["chelsea.jpg"])
@@ -152,6 +137,13 @@ def test_kafka_outage_answers_503_fast_and_recovers(
     assert refused.status_code == 503 and refused.headers["Retry-After"]
     assert "nothing was queued" in refused.json()["detail"]
     assert elapsed < 15
+    # Readiness names the missing dependency (and turns green again below).
+    wait_for(
+        lambda: _readyz(stack) == (503, {"kafka": "unreachable", "redis": "ok"}),
+        30,
+        0.3,
+        "the preprocessor's /readyz to report Kafka down",
+    )
 
     # Longer than the consumers' session timeout: each worker leaves its group and, once out of it
     # for PENGUIN12_REJOIN_TIMEOUT_S, replaces its consumer (librdkafka has been seen never to
@@ -167,6 +159,9 @@ def test_kafka_outage_answers_503_fast_and_recovers(
     )
 
     own_kafka()  # same ports, same data: the services reconnect by themselves
+    wait_for(
+        lambda: _readyz(stack) == (200, {"kafka": "ok", "redis": "ok"}), 90, 0.5, "ready again"
+    )
     response = wait_for(
         lambda: (r := stack.submit(photos["chelsea.jpg"])).status_code == 202 and r, 90, 0.5
     )
@@ -381,3 +376,214 @@ def test_with_keys_on_a_job_is_visible_only_to_its_key(
         other = httpx.get(url, headers=bob, timeout=10)
         assert other.status_code == 404, (path, other.text)
         assert "never submitted or has expired" in other.json()["detail"]
+
+
+def _minute_has_room(seconds: float) -> bool:
+    """True when the current one-minute rate-limit window has at least ``seconds`` left."""
+    return 60 - time.time() % 60 >= seconds
+
+
+def test_rate_limit_is_shared_by_two_preprocessor_replicas(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Counted in Redis: four requests a minute in all, whichever replica a request lands on."""
+    stack = make_stack(PENGUIN12_RATE_LIMIT_PER_MINUTE="4")
+    for name in ("preprocessor-0", "preprocessor-1"):
+        stack.start(name, wait=False)
+    for name in ("preprocessor-0", "preprocessor-1"):
+        stack.processes[name].wait_ready(120)
+
+    def send(replica: str) -> int:
+        url = stack.url(replica, "/v1/infer")
+        # Cheap: an empty file is refused with 422 once admitted; 429 when over the limit.
+        return httpx.post(url, files={"file": ("a.jpg", b"", "image/jpeg")}, timeout=30).status_code
+
+    for _attempt in range(3):  # a run that straddles two windows proves nothing: run it again
+        wait_for(lambda: _minute_has_room(40), 30, 0.5, "a fresh rate-limit window")
+        window = int(time.time() // 60)
+        codes = [send(f"preprocessor-{i % 2}") for i in range(8)]
+        if int(time.time() // 60) == window:
+            break
+    else:
+        pytest.fail("three runs in a row straddled a minute boundary")
+    assert codes.count(422) == 4, codes  # one budget of four for both replicas, not four each
+    assert codes[4:] == [429] * 4, codes
+
+
+def test_idempotency_key_is_scoped_per_client_and_expires(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_API_KEYS="key-alice,key-bob", PENGUIN12_IDEMPOTENCY_TTL_S="3")
+    stack.start("preprocessor")
+
+    def submit(api_key: str, idempotency_key: str) -> str:
+        response = httpx.post(
+            stack.url("preprocessor", "/v1/infer"),
+            files={"file": ("a.jpg", photos["coffee.jpg"], "image/jpeg")},
+            headers={"X-API-Key": api_key, "Idempotency-Key": idempotency_key},
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+        request_id: str = response.json()["request_id"]
+        return request_id
+
+    alice = submit("key-alice", "order-1")
+    assert submit("key-alice", "order-1") == alice  # the same client retrying: the same ticket
+    bob = submit("key-bob", "order-1")  # another client's key of the same name is its own
+    assert bob != alice
+    assert submit("key-bob", "order-1") == bob
+    # After PENGUIN12_IDEMPOTENCY_TTL_S the key is forgotten: the same key is a new job.
+    later = wait_for(
+        lambda: (rid := submit("key-alice", "order-1")) != alice and rid,
+        30,
+        0.5,
+        "the key to expire",
+    )
+    assert later not in (alice, bob)
+
+
+def test_job_state_expires_after_its_retention_and_answers_404(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_JOB_RETENTION_S="4").start_all()
+    request_id = stack.submit(photos["retina.jpg"]).json()["request_id"]
+    assert stack.wait_final(request_id)["status"] == "COMPLETED"
+    gone = wait_for(
+        lambda: (r := stack.status(request_id)).status_code == 404 and r, 60, 0.5, "expiry"
+    )
+    assert "never submitted or has expired" in gone.json()["detail"]
+    # It stays gone: nothing (the maintenance loop, a rebuild) brings an expired job back.
+    wait_for(lambda: stack.metric("provenance", "penguin12_messages_total") > 0, 10)
+    assert stack.status(request_id).status_code == 404
+
+
+def test_provenance_rebuild_command_restores_lost_state(
+    make_stack: Callable[..., Stack], infra: Infra, photos: dict[str, bytes]
+) -> None:
+    # A long maintenance interval: nothing rebuilds by itself during the test.
+    stack = make_stack(PENGUIN12_MAINTENANCE_INTERVAL_S="3600").start_all()
+    ids = [
+        stack.submit(photos[name]).json()["request_id"] for name in ("chelsea.jpg", "coffee.jpg")
+    ]
+    before = {rid: stack.wait_final(rid) for rid in ids}
+    state_db = redis.Redis.from_url(f"{infra.redis_url}/0")
+    state_db.delete(*(f"penguin12:job:{rid}" for rid in ids))
+    assert all(stack.status(rid).status_code == 404 for rid in ids)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance", "rebuild"],
+        env={**os.environ, **stack.env, "PENGUIN12_CONSUMER_GROUP": f"provenance-{stack.suffix}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {rid: stack.status(rid).json() for rid in ids} == before
+
+
+class RefusedJobWasQueued(AssertionError):
+    """The upload was answered 503, yet its records reached the topics."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RefusedJobWasQueued,
+    reason="known defect: a 503 after a delivery timeout does not retract records the paused "
+    "broker already received; they are appended when it resumes and the job runs with an id "
+    "nobody was given (needs transactional publishing or a cancellation record)",
+)
+def test_kafka_slow_to_acknowledge_answers_503_and_queues_nothing(
+    make_stack: Callable[..., Stack], own_kafka: Callable[[], KafkaBroker], photos: dict[str, bytes]
+) -> None:
+    """The broker is up (its port answers) but does not acknowledge: a paused JVM (SIGSTOP), as
+    in a long GC pause or a stalled disk. The answer is 503 + Retry-After, and the topics prove
+    that nothing of the refused upload was queued, even once the broker resumes."""
+    broker = own_kafka()
+    assert broker.process is not None
+    stack = make_stack(PENGUIN12_KAFKA_BOOTSTRAP=broker.bootstrap, PENGUIN12_DELIVERY_TIMEOUT_S="2")
+    stack.start("provenance")
+    stack.start("preprocessor")
+    accepted = stack.submit(photos["astronaut.jpg"])
+    assert accepted.status_code == 202, accepted.text
+    accepted_id = accepted.json()["request_id"]
+
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        refused = stack.submit(photos["rocket.jpg"])
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "request_id" not in refused.json()
+
+    # Once the broker has caught up on what it was sent while paused, the topics hold exactly
+    # the accepted jobs.
+    recovered = wait_for(
+        lambda: (r := stack.submit(photos["rocket.jpg"])).status_code == 202 and r, 60, 0.5
+    )
+    accepted_ids = {accepted_id, recovered.json()["request_id"]}
+    queued = {
+        topic: {m.key().decode() for m in read_topic(broker.bootstrap, stack.topic(topic))}
+        for topic in ("preprocessed", "status")
+    }
+    assert all(accepted_ids <= keys for keys in queued.values()), queued
+    if any(keys != accepted_ids for keys in queued.values()):
+        raise RefusedJobWasQueued(queued)
+
+
+def test_kill_9_of_the_preprocessor_between_send_and_202(
+    make_stack: Callable[..., Stack], own_kafka: Callable[[], KafkaBroker], photos: dict[str, bytes]
+) -> None:
+    """The preprocessor has sent the job to Kafka and is waiting for the acknowledgement (the
+    broker is paused) when it dies. The client never got a 202; whatever of the job reached the
+    topic is carried through to a final state, so nothing is left half-queued."""
+    broker = own_kafka()
+    assert broker.process is not None
+    stack = make_stack(
+        PENGUIN12_KAFKA_BOOTSTRAP=broker.bootstrap,
+        PENGUIN12_DELIVERY_TIMEOUT_S="60",
+        PENGUIN12_LOG_LEVEL="DEBUG",  # the preprocessor says when a job is handed to Kafka
+    ).start_all()
+    warm = stack.submit(photos["chelsea.jpg"]).json()["request_id"]
+    assert stack.wait_final(warm)["status"] == "COMPLETED"
+    preprocessor = stack.processes["preprocessor"]
+    handed_over = preprocessor.log_file.read_text().count(HANDED_TO_KAFKA)
+
+    outcome: list[object] = []
+
+    def upload() -> None:
+        try:
+            outcome.append(stack.submit(photos["retina.jpg"] + uuid.uuid4().bytes))
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        client = threading.Thread(target=upload)
+        client.start()
+        # Provably in flight: the job was handed to the producer (the preprocessor logs it) and
+        # no answer has come back.
+        wait_for(
+            lambda: preprocessor.log_file.read_text().count(HANDED_TO_KAFKA) > handed_over,
+            60,
+            0.1,
+            "the preprocessor to hand the job to Kafka",
+        )
+        assert client.is_alive() and not outcome
+        preprocessor.kill()
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+    client.join(60)
+    [answer] = outcome
+    assert isinstance(answer, httpx.HTTPError), answer  # no 202 was ever given
+
+    stack.start("preprocessor")
+    # Every job the topic holds reaches a final state: none is stuck between "sent" and "202".
+    queued = [m.key().decode() for m in read_topic(broker.bootstrap, stack.topic("preprocessed"))]
+    assert warm in queued
+    for request_id in queued:
+        assert stack.wait_final(request_id, 120)["status"] == "COMPLETED"
+    after = stack.submit(photos["coffee.jpg"])
+    assert after.status_code == 202
+    assert stack.wait_final(after.json()["request_id"], 120)["status"] == "COMPLETED"

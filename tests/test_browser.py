@@ -2,7 +2,7 @@
 
 Chromium is Debian's package, installed once by infra/local/setup-browser.sh when missing, and
 driven over the DevTools protocol (tests/cdp.py). The tests are skipped only when Chromium cannot
-be installed. Screenshots are written to the test's tmp dir (paths printed; -s shows them).
+be installed, and under CI=true that is a failure instead (`make setup-test` installs it). Screenshots are written to the test's tmp dir (paths printed; -s shows them).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cdp import chromium
 
-from conftest import ROOT, Stack
+from conftest import ROOT, Stack, missing_test_dependency
 
 EXTENSION = ROOT / "clients" / "extension"
 SETUP = ROOT / "infra" / "local" / "setup-browser.sh"
@@ -26,16 +26,16 @@ SETUP = ROOT / "infra" / "local" / "setup-browser.sh"
 
 @pytest.fixture(scope="session")
 def chromium_binary() -> str:
-    """Chromium's path; installs it (idempotently) when missing, skips if that is impossible."""
+    """Chromium's path; installs it (idempotently) when missing, skips (CI: fails) if impossible."""
     try:
         done = subprocess.run(
             ["bash", str(SETUP)], capture_output=True, text=True, timeout=900, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Chromium could not be installed: {exc}")
+        missing_test_dependency(f"Chromium could not be installed: {exc}")
     path = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     if done.returncode != 0 or not path or not shutil.which(path):
-        pytest.skip(f"Chromium could not be installed: {done.stderr.strip()[-500:]}")
+        missing_test_dependency(f"Chromium could not be installed: {done.stderr.strip()[-500:]}")
     return path
 
 

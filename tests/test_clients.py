@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
-import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +32,6 @@ from penguin12_client import (
     Penguin12Client,
     Ticket,
     WaitTimeout,
-    cli,
     default_status_base,
 )
 
@@ -383,16 +382,38 @@ def test_cli_submit_then_status(client_stack: Stack, photo_files: dict[str, Path
     assert done.returncode == _expected_exit([state])
 
 
-def test_cli_loads_subcommands_from_the_model_package(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_cli_detect_runs_the_model_through_the_installed_console_script(
+    model_dir: Path, photo_files: dict[str, Path]
 ) -> None:
-    def register(subparsers: Any) -> None:
-        detect = subparsers.add_parser("detect", help="offline detection")
-        detect.add_argument("image")
-        detect.set_defaults(func=lambda args: print(f"detected {args.image}") or 0)
-
-    monkeypatch.setitem(
-        sys.modules, "penguin12_model.cli", types.SimpleNamespace(register=register)
+    """`penguin12 detect` as a person runs it: the entry point installed in the environment, which
+    finds the model package's subcommands and runs the model offline (no services)."""
+    script = Path(sys.executable).parent / "penguin12"
+    env = {
+        **os.environ,
+        "PENGUIN12_MODEL_SOURCE": "local",
+        "PENGUIN12_MODEL_DIR": str(model_dir),
+        "PENGUIN12_MODEL_NUM_THREADS": "1",
+    }
+    listed = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, timeout=120, env=env, check=False
     )
-    assert cli.main(["detect", "x.jpg"]) == 0
-    assert "detected x.jpg" in capsys.readouterr().out
+    assert listed.returncode == 0 and "detect" in listed.stdout, listed.stdout + listed.stderr
+    images = [photo_files["chelsea.jpg"], photo_files["coffee.jpg"]]
+    done = subprocess.run(
+        [str(script), "detect", *map(str, images), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    assert report["model"]["architecture"] == "tiny" and report["model"]["demo"] is True
+    assert [r["path"] for r in report["results"]] == [str(p) for p in images]
+    for r in report["results"]:
+        assert 0.0 <= r["fake_probability"] <= 1.0
+        assert r["label"] == ("FAKE" if r["fake_probability"] >= report["threshold"] else "REAL")
+    any_fake = any(r["label"] == "FAKE" for r in report["results"])
+    assert done.returncode == (1 if any_fake else 0)
+    assert report["summary"] == {**report["summary"], "images": 2, "errors": 0}

@@ -245,10 +245,29 @@ def test_model_images_are_cpu_only_with_a_baked_bundle(service: str) -> None:
     assert "PENGUIN12_MODEL_DIR=/models" in runtime_env
     args = [a for word, a in steps if word == "ARG"]
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
-    for arg in ("PENGUIN12_MODEL_SOURCE=hub", "HF_REPO=nguyenpn/Penguin-12", "HF_REVISION=main"):
+    # The bundle is never resolved here but copied from the one shared stage (services/model).
+    assert ("FROM", "model_bundle AS bundle") in steps
+    assert "COPY --from=bundle /models /models" in text
+    assert "penguin12_model.bake" not in text and "hf_hub" not in text
+
+
+def test_one_shared_stage_resolves_the_bundle_for_both_model_images(
+    compose: dict[str, Any],
+) -> None:
+    """Both model images copy the bundle the model_bundle build resolved (so one version), and a
+    Hub failure there falls back to the embedded detector instead of failing the build."""
+    text = (ROOT / "services" / "model" / "Dockerfile").read_text()
+    steps = _instructions(text)
+    args = [a for word, a in steps if word == "ARG"]
+    for arg in ("PENGUIN12_MODEL_SOURCE=auto", "HF_REPO=nguyenpn/Penguin-12", "HF_REVISION=main"):
         assert arg in args
-    assert "resolve_bundle_dir(ModelSettings(" in text
-    assert "COPY --from=builder /models /models" in text
+    assert "python -m penguin12_model.bake /models" in text
+    services = compose["services"]
+    assert services["model_bundle"]["build"]["dockerfile"] == "services/model/Dockerfile"
+    for name in MODEL_SERVICES:
+        assert services[name]["build"]["additional_contexts"] == {
+            "model_bundle": "service:model_bundle"
+        }
     # The CPU wheels are the locked versions: the builder reads them from uv.lock.
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     locked = {p["name"]: p["version"] for p in lock["package"]}
@@ -278,7 +297,11 @@ def test_compose_runs_the_same_services_as_make_run(compose: dict[str, Any]) -> 
         assert service["build"] == {
             "context": ".",
             "dockerfile": f"services/{name}/Dockerfile",
-            **({"args": service["build"]["args"]} if name in MODEL_SERVICES else {}),
+            **(
+                {"additional_contexts": {"model_bundle": "service:model_bundle"}}
+                if name in MODEL_SERVICES
+                else {}
+            ),
         }
         assert service["restart"] == "unless-stopped"
         assert "container_name" not in service
@@ -345,11 +368,11 @@ def test_compose_environment_matches_the_settings_and_the_local_run(
     # status_url as seen from the host: the provenance port published there.
     public = services["preprocessor"]["environment"]["PENGUIN12_PUBLIC_STATUS_BASE_URL"]
     assert public.endswith(f"http://localhost:{LOCAL_PORTS['provenance']}}}")
-    # Both model services bake the same bundle.
-    fe_args = services["feature_extractor"]["build"]["args"]
-    assert fe_args == services["classifier"]["build"]["args"]
-    assert set(fe_args) == {"PENGUIN12_MODEL_SOURCE", "HF_REPO", "HF_REVISION"}
-    assert f"{_default(ModelSettings, 'hf_repo')}}}" in fe_args["HF_REPO"]
+    # One shared stage resolves the bundle for both model services, with the settings' defaults.
+    bundle_args = services["model_bundle"]["build"]["args"]
+    assert set(bundle_args) == {"PENGUIN12_MODEL_SOURCE", "HF_REPO", "HF_REVISION"}
+    assert f"{_default(ModelSettings, 'hf_repo')}}}" in bundle_args["HF_REPO"]
+    assert f"{_default(ModelSettings, 'source')}}}" in bundle_args["PENGUIN12_MODEL_SOURCE"]
 
 
 def test_compose_ports_and_health_checks_match_the_local_run(compose: dict[str, Any]) -> None:

@@ -8,14 +8,16 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 
-from conftest import Stack, wait_for
+from conftest import Stack, read_topic, wait_for
 from penguin12.dlq import DlqSettings, parse_since, read_replay_log
 from penguin12_devstack.ports import free_port
 from provenance.webhooks import verify
@@ -194,3 +196,40 @@ def test_since_accepts_durations_iso_and_epoch() -> None:
     assert parse_since("1d", now) == now - 86400
     assert parse_since("12345.5", now) == 12345.5
     assert parse_since("2026-01-01T00:00:00Z", now) == 1767225600.0
+
+
+def test_a_truncated_dead_letter_is_refused_for_replay(make_stack: Callable[..., Stack]) -> None:
+    """A record over the size limit is dead-lettered as a truncated copy; replaying that copy
+    would queue a broken job, so `replay` refuses it, says why, and exits non-zero."""
+    stack = make_stack()
+    stack.start("provenance")
+    stack.start("feature_extractor-0")
+    request_id = str(uuid.uuid4())
+    # Over the 1 MB record limit, yet past the broker: it compresses to almost nothing.
+    producer = Producer(
+        {
+            "bootstrap.servers": stack.infra.bootstrap,
+            "compression.type": "lz4",
+            "message.max.bytes": 3_000_000,
+        }
+    )
+    producer.produce(stack.topic("preprocessed"), b"{" + b" " * 2_000_000 + b"}", key=request_id)
+    assert producer.flush(10) == 0
+    assert stack.wait_final(request_id)["status"] == "FAILED"
+    [record] = wait_for(lambda: dlq_list(stack), 30, 0.5, "the dead letter to be listed")
+    assert record["request_id"] == request_id
+
+    result = dlq(stack, "replay", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["replayed"] == []
+    assert report["unreplayable"] == [
+        {
+            "record": f"{record['partition']}:{record['offset']}",
+            "why": "the dead letter holds only a truncated copy",
+        }
+    ]
+    # Nothing went back to the source topic: it still holds only the original record.
+    source = read_topic(stack.infra.bootstrap, stack.topic("preprocessed"))
+    assert [m.key().decode() for m in source] == [request_id]
+    assert stack.status(request_id).json()["status"] == "FAILED"  # not re-opened

@@ -22,10 +22,15 @@ from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
 CONTRACTS = Path(__file__).parent / "contracts" / "v1"
 RECORDS: dict[str, type[schemas._Message]] = {
     "image_job.json": ImageJob,
+    # Since issue 10: how the pixels were prepared (a feature extractor of an older release refuses
+    # it as an unknown field, so upgrade the feature extractors before the preprocessor).
+    "image_job_prepared.json": ImageJob,
     "features.json": FeaturesMessage,
     "status_processing.json": StatusUpdate,
     "status_pending_with_callback.json": StatusUpdate,
     "status_completed.json": StatusUpdate,
+    # Since issue 10: the assessment and the model's family, licence, origin and caveat.
+    "status_completed_assessed.json": StatusUpdate,
     "status_failed.json": StatusUpdate,
     "status_reopen.json": StatusUpdate,
 }

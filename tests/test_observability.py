@@ -20,13 +20,14 @@ import httpx
 import pytest
 from test_deployment import APP_SERVICES, dashboard_queries
 
-from conftest import ROOT, Infra, Stack, wait_for
+from conftest import ROOT, Infra, Stack, missing_test_dependency, wait_for
 from penguin12_devstack import observability
 from penguin12_devstack.ports import free_ports
 
 # Building Jaeger on a fresh machine takes several minutes (then it is cached in .cache/).
 pytestmark = pytest.mark.timeout(1800)
 
+PREFERRED_RECEIVER = os.environ.get("PENGUIN12_TRACE_RECEIVER", "jaeger")
 # What Grafana substitutes in the dashboard's queries.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "15m", "$__interval": "1s"}
 EXPECTED_SPANS = {
@@ -68,7 +69,7 @@ def observed(
         log_file=base / "traces.log",
         ports=ports,
         # Jaeger by default; PENGUIN12_TRACE_RECEIVER=otelcol exercises the Collector fallback.
-        prefer=os.environ.get("PENGUIN12_TRACE_RECEIVER", "jaeger"),
+        prefer=PREFERRED_RECEIVER,
     )
     stack = Stack(
         infra,
@@ -216,6 +217,13 @@ def test_one_job_is_one_trace_across_all_four_services(
         trace = httpx.get(url, timeout=10).json()["data"][0]
         services = {p["serviceName"] for p in trace["processes"].values()}
         assert set(EXPECTED_SPANS) <= services
+    elif PREFERRED_RECEIVER == "jaeger":
+        # start_trace_receiver fell back to the Collector (Jaeger could not be built): the spans
+        # were checked, the Jaeger query API was not. Say so (and fail under CI).
+        missing_test_dependency(
+            "Jaeger was unavailable (the OTel Collector received the traces): its query API "
+            "was not checked; see traces.log / `make setup-test`"
+        )
 
 
 def test_api_requests_are_labelled_by_route_template(

@@ -85,30 +85,47 @@ def test_cors_allows_localhost_apps_and_extensions_only(stack: Stack) -> None:
     def preflight(origin: str) -> httpx.Response:
         return httpx.options(
             stack.url("preprocessor", "/v1/infer"),
-            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key, idempotency-key",
+            },
             timeout=5,
         )
 
     for origin in (
         "http://localhost:3000",
         "http://127.0.0.1:5173",
+        "http://[::1]:8080",
         "chrome-extension://" + "a" * 32,
+        "moz-extension://0b8e6a4e-5c1d-4f7a-9e1b-2d3c4b5a6f70",
     ):
         response = preflight(origin)
         assert response.status_code == 200, origin
         assert response.headers["access-control-allow-origin"] == origin
-    assert "access-control-allow-origin" not in preflight("https://evil.example").headers
+        # An extension sends its API key in X-API-Key: the preflight must allow that header.
+        allowed = response.headers["access-control-allow-headers"].lower()
+        assert "x-api-key" in allowed, (origin, allowed)
+    for origin in (
+        "https://evil.example",
+        "http://localhost.evil.example",
+        "http://[::2]:8080",
+        "moz-extension://",
+    ):
+        assert "access-control-allow-origin" not in preflight(origin).headers, origin
 
 
 def test_the_extractor_hashes_the_pixels_itself(stack: Stack, photos: dict[str, bytes]) -> None:
     """Anyone who can write to Kafka could otherwise name another image's cache key in
     ``content_sha256`` and have a job answered with that image's embedding (issue #11)."""
+    import time
     import uuid
 
     from confluent_kafka import Producer
 
     from penguin12.imaging import prepare_image
     from penguin12.schemas import ImageJob, encode
+    from preprocessor.settings import PreprocessorSettings
 
     def verdict(name: str) -> float:
         final = stack.wait_final(stack.submit(photos[name]).json()["request_id"])
@@ -117,21 +134,24 @@ def test_the_extractor_hashes_the_pixels_itself(stack: Stack, photos: dict[str, 
 
     cached, honest = verdict("astronaut.jpg"), verdict("rocket.jpg")
     assert cached != honest  # two different images, two different answers
-    astronaut = prepare_image(photos["astronaut.jpg"], size=224, max_pixels=40_000_000)
-    rocket = prepare_image(photos["rocket.jpg"], size=224, max_pixels=40_000_000)
+    # What the stack's preprocessor uses.
+    prep = PreprocessorSettings(preprocessing=stack.env["PENGUIN12_PREPROCESSING"]).prepare_as
+    astronaut = prepare_image(photos["astronaut.jpg"], preprocessing=prep, max_pixels=40_000_000)
+    rocket = prepare_image(photos["rocket.jpg"], preprocessing=prep, max_pixels=40_000_000)
     request_id = str(uuid.uuid4())
     forged = ImageJob(
         request_id=request_id,
-        submitted_at=0.0,
+        submitted_at=time.time(),
         pixels=rocket.pixels.tobytes(),
-        height=224,
-        width=224,
+        height=rocket.pixels.shape[0],
+        width=rocket.pixels.shape[1],
         content_sha256=astronaut.sha256,  # the lie: the astronaut's (cached) key
         source_format="JPEG",
+        preprocessing=prep.key,
     )
     producer = Producer({"bootstrap.servers": stack.infra.bootstrap})
     producer.produce(stack.topic("preprocessed"), encode(forged), key=request_id)
     assert producer.flush(30) == 0
     final = stack.wait_final(request_id)
-    assert final["status"] == "COMPLETED", final
+    assert final["status"] == "COMPLETED", final.get("error")
     assert final["result"]["fake_probability"] == honest

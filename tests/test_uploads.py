@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -13,8 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import Stack
-from penguin12.imaging import CorruptImage, ImageTooLarge, UnsupportedImage, prepare_image
+from conftest import Stack, read_topic
+from penguin12.imaging import (
+    CorruptImage,
+    ImageTooLarge,
+    Preprocessing,
+    UnsupportedImage,
+    prepare_image,
+)
+from penguin12.schemas import ImageJob
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -24,7 +32,7 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
 
 
 def prepare(data: bytes) -> np.ndarray:
-    return prepare_image(data, size=224, max_pixels=4_000_000).pixels
+    return prepare_image(data, preprocessing=Preprocessing(), max_pixels=4_000_000).pixels
 
 
 def test_exif_orientation_is_honoured() -> None:
@@ -58,6 +66,56 @@ def test_every_mode_becomes_rgb(mode: str, fmt: str) -> None:
     assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
 
 
+def quadrants(pixels: np.ndarray) -> list[np.ndarray]:
+    """Mean RGB of the middle of each quadrant (top-left, top-right, bottom-left, bottom-right)."""
+    centres = [(56, 56), (56, 168), (168, 56), (168, 168)]
+    return [pixels[r - 24 : r + 24, c - 24 : c + 24].reshape(-1, 3).mean(0) for r, c in centres]
+
+
+def four_patches(mode: str, colours: list[object], size: int = 64) -> Image.Image:
+    image = Image.new(mode, (size, size))
+    half = size // 2
+    boxes = [
+        (0, 0, half, half),
+        (half, 0, size, half),
+        (0, half, half, size),
+        (half, half, size, size),
+    ]
+    for colour, box in zip(colours, boxes, strict=True):
+        image.paste(colour, box)  # type: ignore[arg-type]
+    return image
+
+
+def test_cmyk_colours_are_converted_not_just_the_shape() -> None:
+    # Pure cyan, magenta, yellow and black ink: their RGB is known exactly.
+    cmyk = four_patches("CMYK", [(255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255)])
+    expected = [(0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0)]
+    for got, want in zip(
+        quadrants(prepare(encode(cmyk, "JPEG", quality=95))), expected, strict=True
+    ):
+        assert np.abs(got - np.array(want)).max() <= 8, (got, want)
+
+
+def test_sixteen_bit_grey_keeps_its_brightness() -> None:
+    # 16-bit samples scale to 8 bits as value * 255 / 65535: a dark image is not stretched to
+    # full contrast, and grey stays grey in all three channels.
+    values = [0, 8192, 32768, 65535]
+    grey = np.zeros((64, 64), dtype=np.uint16)
+    grey[:32, :32], grey[:32, 32:], grey[32:, :32], grey[32:, 32:] = values
+    image = Image.fromarray(grey)
+    assert image.mode == "I;16"
+    for got, value in zip(quadrants(prepare(encode(image, "PNG"))), values, strict=True):
+        assert np.abs(got - value * 255 / 65535).max() <= 2, (got, value)
+
+
+def test_palette_and_grey_colours_survive() -> None:
+    palette = four_patches("RGB", [(200, 30, 30), (30, 200, 30), (30, 30, 200), (250, 250, 250)])
+    pixels = prepare(encode(palette.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"))
+    expected = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (250, 250, 250)]
+    for got, want in zip(quadrants(pixels), expected, strict=True):
+        assert np.abs(got - np.array(want)).max() <= 4, (got, want)
+
+
 def test_transparency_is_composited_on_white() -> None:
     pixels = prepare(encode(Image.new("RGBA", (32, 32), (0, 0, 0, 0)), "PNG"))
     assert pixels.min() == 255
@@ -67,6 +125,19 @@ def test_sixteen_bit_range_is_kept() -> None:
     ramp = np.tile(np.linspace(0, 65535, 256, dtype=np.uint16), (16, 1))
     pixels = prepare(encode(Image.fromarray(ramp), "PNG"))
     assert pixels[..., 0].min() < 10 and pixels[..., 0].max() > 245
+
+
+def test_animated_image_is_judged_on_its_first_frame() -> None:
+    red = Image.new("RGB", (48, 48), (220, 20, 20))
+    blue = Image.new("RGB", (48, 48), (20, 20, 220))
+    green = Image.new("RGB", (48, 48), (20, 220, 20))
+    for fmt in ("PNG", "WEBP"):
+        data = encode(
+            red, fmt, save_all=True, append_images=[blue, green], duration=100, lossless=True
+        )
+        assert Image.open(io.BytesIO(data)).n_frames == 3, fmt
+        pixels = prepare(data)
+        assert np.abs(pixels.reshape(-1, 3).mean(0) - (220, 20, 20)).max() <= 3, fmt
 
 
 def test_refusals_say_why() -> None:
@@ -138,6 +209,25 @@ def test_maximum_size_upload_flows_through_kafka(stack: Stack) -> None:
     assert stack.wait_final(response.json()["request_id"])["status"] == "COMPLETED"
 
 
+def test_an_animated_upload_is_judged_on_its_first_frame(stack: Stack) -> None:
+    """What the pipeline judges is the first frame: read the job the preprocessor queued."""
+    frames = [Image.new("RGB", (96, 96), c) for c in ((230, 30, 30), (30, 30, 230), (30, 230, 30))]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    response = stack.submit(data, "animated.webp", "image/webp")
+    assert response.status_code == 202, response.text
+    request_id = response.json()["request_id"]
+    assert stack.wait_final(request_id)["status"] == "COMPLETED"
+    [record] = [
+        m
+        for m in read_topic(stack.infra.bootstrap, stack.topic("preprocessed"), quiet_s=1)
+        if m.key().decode() == request_id
+    ]
+    job = ImageJob.model_validate_json(record.value())
+    pixels = job.array()
+    assert np.abs(pixels.reshape(-1, 3).mean(0) - (230, 30, 30)).max() <= 3
+    assert job.content_sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()  # the cache key
+
+
 # --- decoding bounded in memory (issue #11, item 1) -----------------------------------------
 
 
@@ -152,7 +242,7 @@ def test_sixteen_bit_bomb_decodes_without_full_size_float_copies() -> None:
     assert len(data) < 80_000
     tracemalloc.start()  # numpy reports its buffers to tracemalloc; Pillow's image is not counted
     try:
-        pixels = prepare_image(data, size=224, max_pixels=40_000_000).pixels
+        pixels = prepare_image(data, preprocessing=Preprocessing(), max_pixels=40_000_000).pixels
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -179,15 +269,14 @@ def test_decode_cost_is_known_before_any_pixel_is_decoded() -> None:
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P-transparent", "I;16", "L", "CMYK"])
 def test_strip_conversion_matches_converting_the_whole_image(mode: str) -> None:
     # The strip-by-strip decode must give what the old whole-image conversion gave (up to 8-bit
-    # rounding): compositing on white, 16-bit stretching and box reduction commute.
+    # rounding): compositing on white, 16-bit scaling and box reduction commute.
     from penguin12.imaging import _reduced_rgb
 
     rng = np.random.default_rng(3)
     if mode == "I;16":
         image = Image.fromarray(rng.integers(1000, 60000, (900, 1300), dtype=np.uint16))
         array = np.asarray(image, dtype=np.float64)
-        low, high = array.min(), array.max()
-        whole = Image.fromarray(((array - low) * (255.0 / (high - low))).astype(np.uint8))
+        whole = Image.fromarray((array * (255.0 / 65535.0)).astype(np.uint8))  # 16-bit range
         whole = whole.convert("RGB")
     else:
         rgba = Image.fromarray(rng.integers(0, 256, (900, 1300, 4), dtype=np.uint8), "RGBA")

@@ -155,6 +155,7 @@ function summarize(state) {
     out.prediction = state.result.prediction;
     out.confidence = state.result.confidence;
     out.fake_probability = state.result.fake_probability;
+    out.assessment = state.result.assessment || null;
     out.demo = !!(state.result.demo || (state.result.model && state.result.model.demo));
     out.model = state.result.model || null;
   }
@@ -176,7 +177,8 @@ function filenameOf(srcUrl, type) {
 function headline(check) {
   if (check.status === "COMPLETED") {
     const pct = (check.confidence * 100).toFixed(1) + "%";
-    return `${check.prediction} (${pct} confidence)` + (check.demo ? " — DEMO" : "");
+    const assessment = check.assessment ? `, ${check.assessment.replace("_", " ")}` : "";
+    return `${check.prediction} (${pct} confidence${assessment})` + (check.demo ? " — DEMO" : "");
   }
   if (check.status === "FAILED") return "The check failed";
   return "Could not check the image";
@@ -187,7 +189,7 @@ function details(check) {
     const version = check.model ? `model ${check.model.name} ${check.model.version}` : "";
     return check.demo
       ? `DEMO model with random weights: this verdict means nothing. ${version}`
-      : `Penguin12 ${version}`.trim();
+      : `Penguin12 ${version}. ${(check.model && check.model.caveat) || ""}`.trim();
   }
   return check.error || "Unknown error";
 }

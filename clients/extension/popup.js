@@ -29,6 +29,13 @@ async function render() {
       conf.className = "confidence";
       conf.textContent = (check.confidence * 100).toFixed(1) + "%";
       verdict.append(label, conf);
+      if (check.assessment) {
+        const assessment = document.createElement("span");
+        assessment.className = "assessment " + check.assessment;
+        assessment.textContent = check.assessment.replace("_", " ");
+        if (check.model && check.model.caveat) assessment.title = check.model.caveat;
+        verdict.append(assessment);
+      }
       if (check.demo) {
         const demo = document.createElement("span");
         demo.className = "demo";

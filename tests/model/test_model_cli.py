@@ -106,7 +106,9 @@ def test_detect_matches_the_service_code(
     fe, clf = FeatureExtractorModel(), ClassifierModel()
     fe.load()
     clf.load()
-    pixels = prepare_image(photo.read_bytes(), size=224, max_pixels=40_000_000).pixels
+    pixels = prepare_image(
+        photo.read_bytes(), preprocessing=fe.preprocessing, max_pixels=40_000_000
+    ).pixels
     expected = clf.predict(fe.embed(pixels[None]))[0].fake_probability
     assert json.loads(out)["results"][0]["fake_probability"] == pytest.approx(expected, abs=1e-6)
 

@@ -67,7 +67,7 @@ def test_embed_validates_input(make_bundle: BundleFactory) -> None:
     fe = _loaded(FeatureExtractorModel, make_bundle())
     with pytest.raises(ValueError, match=r"\[N, 224, 224, 3\].*\[128, 128, 3\].*batch axis"):
         fe.embed(_images(1, 128)[0])
-    with pytest.raises(ValueError, match="input_size=224"):
+    with pytest.raises(ValueError, match="prepared by the preprocessor as squash/bilinear/224"):
         fe.embed(_images(2, 160))
     with pytest.raises(ValueError, match="uint8"):
         fe.embed(_images(1).astype(np.float32))

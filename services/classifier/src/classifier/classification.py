@@ -48,11 +48,17 @@ class Classification:
                 prediction=prediction.label,
                 confidence=round(prediction.confidence, 6),
                 fake_probability=round(prediction.fake_probability, 6),
+                assessment=prediction.assessment,
                 model=self._model_info,
                 demo=self._model_info.demo,
             )
             with request_context(features.request_id):
-                log.info("COMPLETED: %s (%.4f)", result.prediction, result.confidence)
+                log.info(
+                    "COMPLETED: %s (%.4f, %s)",
+                    result.prediction,
+                    result.confidence,
+                    result.assessment,
+                )
             update = StatusUpdate(
                 request_id=features.request_id,
                 submitted_at=features.submitted_at,

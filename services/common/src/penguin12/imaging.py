@@ -6,7 +6,11 @@ million pixels, so decoding is kept small and predictable:
 
 - `probe_image` reads the header only and says what decoding will cost in memory
   (`ImageProbe.decode_bytes`), so a caller can refuse or queue the work *before* it happens;
-- JPEGs are decoded at reduced scale when the model needs fewer pixels (`Image.draft`);
+- how the pixels are resized is the served model's declaration (`Preprocessing`: resize rule,
+  interpolation, size); a model with a reference implementation (the embedded CLIP detector,
+  Penguin-12) gets a full-size decode and exactly its reference's resize, pixel for pixel;
+- for the legacy squash/bilinear bundles only, JPEGs are decoded at reduced scale when the model
+  needs fewer pixels (`Image.draft`);
 - every other conversion (16-bit scaling, transparency onto white, palette and CMYK to RGB) runs
   over strips of rows that are box-reduced as they go (`Image.reduce`, what `resize`'s
   ``reducing_gap`` does internally), so no full-size float or RGBA copy is ever made: the decoded
@@ -20,13 +24,72 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
 SUPPORTED_MEDIA_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
+
+
+Resize = Literal["squash", "shorter_side_center_crop"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos"]
+
+_RESAMPLING: dict[str, Image.Resampling] = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+class Preprocessing(BaseModel):
+    """How a model wants its pixels prepared: declared by the model bundle, applied here.
+
+    ``squash`` resizes straight to size x size (aspect ratio not kept); ``shorter_side_center_crop``
+    scales the shorter side to ``size`` (``round``ed, as CLIP's reference does) and cuts the
+    centre square. Normalisation (mean/std) is the model's own step, on the uint8 pixels made here.
+    The ``key`` travels with every prepared image so that a model fed pixels prepared for another
+    model fails the job instead of answering confidently wrong.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resize: Resize = "squash"
+    interpolation: Interpolation = "bilinear"
+    size: int = Field(224, gt=0, le=4096)
+
+    @property
+    def key(self) -> str:
+        return f"{self.resize}/{self.interpolation}/{self.size}"
+
+    @property
+    def decode_min_side(self) -> int | None:
+        """Shortest side the decode may reduce to; None = full size, pixel for pixel.
+
+        Only the legacy squash/bilinear bundles (no reference to match) take the reduced decode."""
+        return self.size * DECODE_MARGIN if self == Preprocessing() else None
+
+    @classmethod
+    def from_key(cls, key: str) -> Preprocessing:
+        """Parse ``resize/interpolation/size`` (e.g. ``shorter_side_center_crop/bicubic/224``)."""
+        parts = key.strip().split("/")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ValueError(
+                f"preprocessing {key!r} is not resize/interpolation/size, "
+                "e.g. shorter_side_center_crop/bicubic/224 or squash/lanczos/128"
+            )
+        return cls.model_validate(
+            {"resize": parts[0], "interpolation": parts[1], "size": int(parts[2])}
+        )
+
+
+#: What the embedded CLIP detector needs (the default served model): see penguin12_model.embedded.
+CLIP_PREPROCESSING = Preprocessing(
+    resize="shorter_side_center_crop", interpolation="bicubic", size=224
+)
 
 
 class ImageRejected(ValueError):
@@ -53,6 +116,7 @@ class PreparedImage:
     source_format: str
     original_width: int
     original_height: int
+    preprocessing: Preprocessing
 
     @property
     def sha256(self) -> str:
@@ -96,21 +160,44 @@ class ImageProbe:
 
 
 def prepare_image(
-    data: bytes | BinaryIO, *, size: int, max_pixels: int, max_decode_bytes: int | None = None
+    data: bytes | BinaryIO,
+    *,
+    preprocessing: Preprocessing,
+    max_pixels: int,
+    max_decode_bytes: int | None = None,
 ) -> PreparedImage:
-    """Validate ``data`` and return it as a size x size RGB array (EXIF orientation applied)."""
-    probe = probe_image(data, max_pixels=max_pixels, min_side=size * DECODE_MARGIN)
+    """Validate ``data`` and return it as the model wants it: RGB, EXIF orientation applied,
+    resized as ``preprocessing`` says."""
+    probe = probe_image(data, max_pixels=max_pixels, min_side=preprocessing.decode_min_side)
     if max_decode_bytes is not None:
         check_decode_budget(probe, max_decode_bytes)
-    return prepare_probed(probe, size=size)
+    return prepare_probed(probe, preprocessing=preprocessing)
 
 
-def prepare_probed(probe: ImageProbe, *, size: int) -> PreparedImage:
+def prepare_probed(probe: ImageProbe, *, preprocessing: Preprocessing) -> PreparedImage:
     """The decode and resize half of `prepare_image`, for a caller that budgets the decode."""
-    rgb = decode_rgb(probe, min_side=size * DECODE_MARGIN)
-    resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    rgb = decode_rgb(probe, min_side=preprocessing.decode_min_side)
+    if preprocessing.decode_min_side is not None:
+        size = preprocessing.size
+        resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    else:
+        resized = resize_for_model(rgb, preprocessing)
     pixels = np.asarray(resized, dtype=np.uint8)
-    return PreparedImage(pixels, probe.format, probe.width, probe.height)
+    return PreparedImage(pixels, probe.format, probe.width, probe.height, preprocessing)
+
+
+def resize_for_model(image: Image.Image, preprocessing: Preprocessing) -> Image.Image:
+    """The model's resize rule, exactly as its reference implementation does it."""
+    size = preprocessing.size
+    resample = _RESAMPLING[preprocessing.interpolation]
+    if preprocessing.resize == "squash":
+        return image.resize((size, size), resample)
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = round(width * scale), round(height * scale)
+    resized = image.resize((new_w, new_h), resample)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return resized.crop((left, top, left + size, top + size))
 
 
 def probe_image(data: bytes | BinaryIO, *, max_pixels: int, min_side: int | None) -> ImageProbe:
@@ -257,11 +344,17 @@ _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def _wide_range(image: Image.Image) -> tuple[float, float] | None:
-    """The value range a 16-bit, 32-bit or float image is stretched from (the whole image's)."""
+    """The value range a 16-bit, 32-bit or float image is mapped to 0-255 from.
+
+    16-bit samples map from their full range (value * 255 / 65535: a dark photo stays dark, as
+    every viewer shows it); 32-bit and float samples have no fixed range: the whole image's.
+    """
     if image.mode not in _WIDE_MODES:
         return None
-    low, high = image.getextrema()
-    return float(low), float(high)  # type: ignore[arg-type]
+    low, high = (float(v) for v in image.getextrema())  # type: ignore[arg-type]
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        return 0.0, 65535.0
+    return low, high
 
 
 def _strip_to_rgb(

@@ -46,12 +46,28 @@ class ModelInfo(BaseModel):
     version: str
     architecture: str
     demo: bool
+    family: str | None = Field(None, description="Model family: torch or onnx_probe.")
+    license: str | None = Field(None, description="Licence of the weights, as their origin states.")
+    origin: str | None = Field(None, description="Where the weights come from (repo, revision).")
+    caveat: str | None = Field(None, description="What a verdict from this model does not mean.")
+
+
+Assessment = Literal["likely_real", "inconclusive", "likely_fake"]
 
 
 class Result(BaseModel):
     prediction: str = Field(description="Predicted label, REAL or FAKE.")
     confidence: float = Field(ge=0.0, le=1.0, description="Probability of the predicted label.")
-    fake_probability: float = Field(ge=0.0, le=1.0)
+    fake_probability: float = Field(
+        ge=0.0, le=1.0, description="Calibrated probability that the image is fake/AI-generated."
+    )
+    assessment: Assessment | None = Field(
+        None,
+        description=(
+            "likely_real / inconclusive / likely_fake from the model's abstain band (a model "
+            "without one uses its single threshold). A signal, not proof: see model.caveat."
+        ),
+    )
     model: ModelInfo
     demo: bool = Field(description="True when a demo bundle made this result: it means nothing.")
 
@@ -77,6 +93,9 @@ class ImageJob(_Message):
         "for its cache key and never trusts this value."
     )
     source_format: str
+    # How the pixels were prepared (Preprocessing.key); the feature extractor refuses pixels
+    # prepared for another model. None only from producers that predate the field.
+    preprocessing: str | None = None
 
     def array(self) -> np.ndarray:
         expected = self.height * self.width * 3

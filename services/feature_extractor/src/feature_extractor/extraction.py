@@ -64,6 +64,8 @@ class FeatureExtraction:
                     self._settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
                 )
             )
+        for record in records:
+            self._check_prepared(record.payload)
         images = [r.payload.array() for r in records]  # raises on a malformed payload
         # The cache key is the hash of the pixels as received, computed here: the record's own
         # `content_sha256` is not trusted (anyone who can write to the topic could poison the
@@ -117,6 +119,16 @@ class FeatureExtraction:
                 status_output(self._settings, self._status(job, JobStatus.CLASSIFYING), ctx)
             )
         return outputs
+
+    def _check_prepared(self, job: ImageJob) -> None:
+        """Pixels prepared for another model would give a confident, wrong answer: fail the job."""
+        wanted = self._model.preprocessing.key
+        if job.preprocessing is not None and job.preprocessing != wanted:
+            raise ValueError(
+                f"the image was prepared as {job.preprocessing}, but the served model "
+                f"{self._model_info.name} ({self._model_info.version}) needs {wanted}: "
+                f"set PENGUIN12_PREPROCESSING={wanted} on the preprocessor"
+            )
 
     def _status(self, job: ImageJob, status: JobStatus) -> StatusUpdate:
         return StatusUpdate(

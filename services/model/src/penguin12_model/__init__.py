@@ -5,8 +5,16 @@ build the same network from the same bundle and report the same version.
 """
 
 from .config import IMAGENET_MEAN, IMAGENET_STD, BundleConfig
-from .engine import ClassifierModel, FeatureExtractorModel, ModelInfo, Prediction
+from .engine import (
+    Assessment,
+    ClassifierModel,
+    FeatureExtractorModel,
+    ModelInfo,
+    Prediction,
+    verdict,
+)
 from .errors import ModelLoadError
+from .family import Encoder, Head, ModelFamily, get_family, register_family
 from .head import build_head, infer_head_layout
 from .loading import (
     DEFAULT_BACKBONE_FILE,
@@ -19,6 +27,7 @@ from .loading import (
     load_bundle,
     load_state_dict,
     resolve_bundle_dir,
+    select_bundle,
 )
 from .registry import (
     BackboneSpec,
@@ -34,10 +43,14 @@ __all__ = [
     "DEFAULT_HEAD_FILE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "Assessment",
     "BackboneSpec",
     "BundleConfig",
     "ClassifierModel",
+    "Encoder",
     "FeatureExtractorModel",
+    "Head",
+    "ModelFamily",
     "ModelInfo",
     "ModelLoadError",
     "ModelSettings",
@@ -48,10 +61,14 @@ __all__ = [
     "build_head",
     "bundle_version",
     "generate_demo_bundle",
+    "get_family",
     "infer_architecture",
     "infer_head_layout",
     "load_bundle",
     "load_state_dict",
     "register_backbone",
+    "register_family",
     "resolve_bundle_dir",
+    "select_bundle",
+    "verdict",
 ]

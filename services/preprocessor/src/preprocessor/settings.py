@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from penguin12.imaging import CLIP_PREPROCESSING, Preprocessing
 from penguin12.web import ApiSettings
 
 
@@ -26,8 +27,10 @@ class PreprocessorSettings(ApiSettings):
     decode_queue_timeout_s: float = Field(default=60.0, gt=0)
     # Request bodies (see preprocessor.upload_limits): one batch request at most this many bytes.
     max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
-    # Side of the square RGB image sent to the feature extractor; must match the model bundle.
-    input_size: int = 224
+    # How images are prepared for the served model (resize/interpolation/size): the default is the
+    # embedded detector's; a Penguin-12 bundle needs squash/lanczos/128. The feature extractor fails
+    # any job prepared differently from what its model declares, saying which value to set here.
+    preprocessing: str = CLIP_PREPROCESSING.key
     # How long a submission may wait for Kafka to acknowledge it before answering 503.
     delivery_timeout_s: float = 5.0
     # Above this many queued jobs, new submissions get 429 + Retry-After (0 = no limit).
@@ -43,3 +46,13 @@ class PreprocessorSettings(ApiSettings):
     # Master key of the webhook signatures (the same as provenance's): each job's own secret is
     # derived from it and returned at submit when a callback_url is given.
     webhook_secret: str = Field(default="", repr=False)
+
+    @field_validator("preprocessing")
+    @classmethod
+    def _known_key(cls, value: str) -> str:
+        # PENGUIN12_PREPROCESSING=squash/lanczos/128 (the key the feature extractor's error names).
+        return Preprocessing.from_key(value).key
+
+    @property
+    def prepare_as(self) -> Preprocessing:
+        return Preprocessing.from_key(self.preprocessing)

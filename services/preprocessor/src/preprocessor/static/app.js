@@ -28,6 +28,7 @@
     demoBadge: $("demo-badge"), prediction: $("prediction"), confidence: $("confidence"),
     fakeMeter: $("fake-meter"), fakeProbability: $("fake-probability"), modelName: $("model-name"),
     modelVersion: $("model-version"), modelArch: $("model-arch"), error: $("error"),
+    assessment: $("assessment"), modelLicense: $("model-license"), modelCaveat: $("model-caveat"),
     history: $("history"), historyEmpty: $("history-empty"), clearHistory: $("clear-history"),
   };
 
@@ -276,6 +277,10 @@
     el.modelName.textContent = model.name || "—";
     el.modelVersion.textContent = model.version || "—";
     el.modelArch.textContent = model.architecture || "—";
+    el.modelLicense.textContent = model.license || "—";
+    el.modelCaveat.textContent = model.caveat || "";
+    el.assessment.textContent = result.assessment ? result.assessment.replace("_", " ") : "";
+    el.assessment.className = "assessment " + (result.assessment || "");
   }
 
   const percent = (x) => (typeof x === "number" ? (x * 100).toFixed(1) + "%" : "—");
