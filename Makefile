@@ -5,7 +5,7 @@ export UV_LINK_MODE ?= copy
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help setup setup-test run stop status logs test lint typecheck test-only bench bench-full clean chaos audit
+.PHONY: help setup setup-test run stop status logs test lint typecheck test-only bench bench-full clean chaos audit env
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,9 @@ bench-full: setup ## Benchmarks, report mode (longer): the figures published in 
 clean: stop ## Stop, then remove local run state (.run/); caches in .cache/ are kept
 	@rm -rf .run
 
+
+env: ## Write .env for `docker compose up`: random API key, webhook secret, Grafana password (FORCE=1 replaces one)
+	@$(RUN) python -m penguin12_devstack env $(if $(FORCE),--force,)
 
 chaos: ## Faults, load and poison against the local stack (starts it); CHAOS_FULL=1 for the long run
 	@$(RUN) python chaos/run.py

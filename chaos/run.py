@@ -1073,6 +1073,102 @@ def _final_states(
         time.sleep(0.5)
 
 
+# --- hostile clients (issue #11)
+
+
+def hostile_clients(ctx: Context) -> Outcome:
+    """Idempotency races and dead-letter re-opens with skewed clocks, under load."""
+    import concurrent.futures
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from penguin12.schemas import JobStatus, ModelInfo, Result, StatusUpdate, encode
+    from penguin12.settings import CommonSettings
+
+    outcome = Outcome(
+        "hostile-clients",
+        "same Idempotency-Key sent 8x at once; re-open + COMPLETED with the replayer's clock 3 s "
+        "ahead/behind; re-open of a COMPLETED job",
+    )
+    headers = {"X-API-Key": API_KEY} if API_KEY else {}
+    race_codes: Counter[int] = Counter()
+    split_keys: list[str] = []
+    with under_load(ctx, outcome) as tracker:
+        ctx.wait(ctx.profile.warmup_s)
+
+        # 1. Eight copies of one request at once: one job, the others 409 or its ticket.
+        def post(key: str, image: bytes) -> httpx.Response:
+            return httpx.post(
+                f"{PREPROCESSOR}/v1/infer",
+                files={"file": ("photo.jpg", image, "image/jpeg")},
+                headers={**headers, "Idempotency-Key": key},
+                timeout=30,
+            )
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for round_ in range(5):
+                key = f"chaos-{uuid.uuid4()}"
+                image = ctx.images[round_ % len(ctx.images)]
+                answers = list(pool.map(post, [key] * 8, [image] * 8))
+                race_codes.update(r.status_code for r in answers)
+                ids = {r.json()["request_id"] for r in answers if r.status_code == 202}
+                if len(ids) > 1:
+                    split_keys.append(key)
+                for rid in ids:
+                    tracker.add(rid)
+
+        # 2. Re-open with skewed clocks, and a re-open of a COMPLETED job, on the status topic.
+        settings = CommonSettings()
+        model = ModelInfo(name="chaos", version="000000000000", architecture="tiny", demo=True)
+        result = Result(
+            prediction="REAL", confidence=0.9, fake_probability=0.1, model=model, demo=True
+        )
+        expected: dict[str, str] = {}
+        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+        now = time.time()
+        for case, skew in (("ahead", 3.0), ("behind", -3.0), ("completed", 0.0)):
+            rid = f"chaos-reopen-{case}-{uuid.uuid4().hex[:8]}"
+            history = [
+                StatusUpdate(request_id=rid, submitted_at=now, status=JobStatus.PENDING, at=now,
+                             service="chaos"),
+                StatusUpdate(request_id=rid, submitted_at=now, status=JobStatus.COMPLETED,
+                             at=now + 1, service="chaos", result=result)
+                if case == "completed"
+                else StatusUpdate(request_id=rid, submitted_at=now, status=JobStatus.FAILED,
+                                  at=now + 1, service="chaos", error="dead-lettered"),
+                StatusUpdate(request_id=rid, submitted_at=now, status=JobStatus.PENDING,
+                             at=now + 2 + skew, service="dlq-replayer", reopen=True),
+            ]  # fmt: skip
+            if case != "completed":
+                history.append(
+                    StatusUpdate(request_id=rid, submitted_at=now, status=JobStatus.COMPLETED,
+                                 at=now + 2, service="chaos", result=result)
+                )  # fmt: skip
+            for update in history:
+                producer.produce(settings.topic_status, encode(update), key=rid)
+            expected[rid] = "COMPLETED"
+        producer.flush(30)
+        reopened = wait_until(
+            lambda: all(_status_of(ctx.http, rid) == "COMPLETED" for rid in expected) or None,
+            60,
+            "the re-opened jobs to complete",
+        )
+        ctx.wait(ctx.profile.after_s)
+    outcome.counts["race_requests"] = sum(race_codes.values())
+    outcome.details["race_codes"] = dict(race_codes)
+    outcome.checks["an Idempotency-Key race answers only 202 or 409"] = set(race_codes) <= {
+        202,
+        409,
+    }
+    outcome.checks["an Idempotency-Key names one job"] = not split_keys
+    outcome.checks["re-opened jobs complete whatever the clock skew"] = bool(reopened)
+    outcome.checks["a COMPLETED job stays COMPLETED after a re-open"] = all(
+        _status_of(ctx.http, rid) == "COMPLETED" for rid in expected
+    )
+    return outcome
+
+
 def decode_bombs(ctx: Context) -> Outcome:
     sys.path.insert(0, str(ROOT))
     from bench.hostile_uploads import build_mix, burst
@@ -1118,6 +1214,7 @@ SCENARIOS: dict[str, Callable[[Context], Outcome]] = {
     "slow-classifier": slow_classifier,
     "flush-state": flush_state,
     "poison": poison,
+    "hostile-clients": hostile_clients,
     "decode-bombs": decode_bombs,
 }
 

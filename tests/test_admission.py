@@ -3,6 +3,8 @@ deadlines, and state rebuilt from the status topic."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import http.server
 import os
 import signal
 import subprocess
@@ -10,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -193,6 +195,187 @@ def test_lost_job_state_is_rebuilt_from_the_status_topic(
 
     after = wait_for(lambda: (r := stack.status(request_id)).status_code == 200 and r.json(), 30)
     assert after == before  # ...and rebuilt exactly, from the status topic
+
+
+# ------------------------------------------- idempotency and client identity (issue #11, 5 and 8)
+
+
+def test_idempotency_claim_names_only_queued_jobs(infra: Infra) -> None:
+    """The registry's rules on real Redis: pending while in flight, confirmed once queued, freed
+    on failure, and a claim whose release failed only blocks until it expires."""
+    from preprocessor.jobs import IdempotencyInProgress, IdempotencyRegistry
+
+    registry = IdempotencyRegistry(
+        redis.Redis.from_url(f"{infra.redis_url}/0"), ttl_s=60, pending_ttl_s=1
+    )
+    client, key = f"ip:{uuid.uuid4()}", "order-1"
+    assert registry.claim(client, key, "first") == "first"
+    with pytest.raises(IdempotencyInProgress):  # a retry while the first is in flight
+        registry.lookup(client, key)
+    with pytest.raises(IdempotencyInProgress):
+        registry.claim(client, key, "retry")
+    registry.release(client, key, "someone-else")  # only the holder may release
+    with pytest.raises(IdempotencyInProgress):
+        registry.lookup(client, key)
+    registry.release(client, key, "first")  # the first failed (503): nothing names it
+    assert registry.lookup(client, key) is None
+    assert registry.claim(client, key, "second") == "second"
+    assert registry.confirm(client, key, "second")  # queued: now the key names it
+    assert registry.lookup(client, key) == "second"
+    assert registry.claim(client, key, "third") == "second"
+    assert not registry.confirm(client, key, "third")
+    # Releasing failed (Redis down, process killed): the claim answers 409 until it expires,
+    # then the key is free; it never names the job that was not queued.
+    other = "order-2"
+    assert registry.claim(client, other, "lost") == "lost"
+
+    def free() -> bool:
+        try:
+            return registry.lookup(client, other) is None
+        except IdempotencyInProgress:
+            return False
+
+    assert not free()
+    wait_for(free, 10, 0.1, "the claim to expire")
+
+
+@pytest.fixture
+def slow_image_server() -> Iterator[tuple[str, threading.Event, list[float]]]:
+    """/slow answers after ``release`` is set (or 5 s) with a body that is not an image."""
+    release = threading.Event()
+    hits: list[float] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(time.time())
+            release.wait(5)
+            body = b"not an image at all"
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/slow", release, hits
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_retry_while_the_first_request_is_in_flight_gets_409_not_its_ticket(
+    make_stack: Callable[..., Stack],
+    slow_image_server: tuple[str, threading.Event, list[float]],
+    photos: dict[str, bytes],
+) -> None:
+    stack = make_stack(PENGUIN12_ALLOW_PRIVATE_URLS="true")
+    stack.start("provenance")
+    stack.start("preprocessor")
+    url, release, hits = slow_image_server
+    submit = stack.url("preprocessor", "/v1/infer")
+    headers = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, submit, data={"url": url}, headers=headers, timeout=30)
+        wait_for(lambda: hits, 15, 0.02, "the first request to be downloading its image")
+        retry = httpx.post(submit, data={"url": url}, headers=headers, timeout=30)
+        assert retry.status_code == 409, retry.text  # not 202 naming a job that may never be
+        assert retry.headers["Retry-After"] == "1"
+        assert "still being accepted" in retry.json()["detail"]
+        release.set()
+        assert first.result().status_code == 415  # the first fails: nothing was queued
+    # The key is free again; no answer ever named a job that does not exist.
+    again = httpx.post(
+        submit,
+        files={"file": ("a.jpg", photos["coffee.jpg"], "image/jpeg")},
+        headers=headers,
+        timeout=30,
+    )
+    assert again.status_code == 202, again.text
+    assert stack.status(again.json()["request_id"]).status_code == 200
+
+
+def test_client_identity_is_the_peer_or_a_trusted_proxys_word() -> None:
+    from starlette.requests import Request
+
+    from penguin12.security import client_address, parse_networks
+
+    def request(peer: str, forwarded: str | None) -> Request:
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        return Request({"type": "http", "client": (peer, 1234), "headers": headers})
+
+    proxies = parse_networks("10.0.0.0/8, 127.0.0.1/32")
+    assert client_address(request("203.0.113.9", "1.2.3.4"), proxies) == "203.0.113.9"
+    assert client_address(request("10.0.0.5", "1.2.3.4"), proxies) == "1.2.3.4"
+    # Only the hop the trusted proxy wrote counts; what the client wrote before it is ignored.
+    assert client_address(request("10.0.0.5", "6.6.6.6, 1.2.3.4"), proxies) == "1.2.3.4"
+    assert client_address(request("10.0.0.5", "1.2.3.4, 10.0.0.7"), proxies) == "1.2.3.4"
+    assert client_address(request("10.0.0.5", None), proxies) == "10.0.0.5"
+    assert client_address(request("10.0.0.5", "1.2.3.4"), ()) == "10.0.0.5"
+
+
+def test_identity_behind_a_proxy_and_without_keys(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(
+        PENGUIN12_RATE_LIMIT_PER_MINUTE="4", PENGUIN12_TRUSTED_PROXIES="127.0.0.1/32"
+    )
+    stack.start("provenance")
+    stack.start("preprocessor")
+    submit = stack.url("preprocessor", "/v1/infer")
+
+    def post(forwarded: str, **headers: str) -> httpx.Response:
+        return httpx.post(
+            submit,
+            files={"file": ("a.jpg", photos["chelsea.jpg"], "image/jpeg")},
+            headers={"X-Forwarded-For": forwarded, **headers},
+            timeout=30,
+        )
+
+    # Two clients behind the proxy, the same Idempotency-Key: two jobs, neither sees the other's.
+    alice = post("198.51.100.1", **{"Idempotency-Key": "order-1"})
+    bob = post("198.51.100.2", **{"Idempotency-Key": "order-1"})
+    assert alice.status_code == bob.status_code == 202
+    assert alice.json()["request_id"] != bob.json()["request_id"]
+    assert post("198.51.100.1", **{"Idempotency-Key": "order-1"}).json() == alice.json()
+    # With keys off, an X-API-Key is no identity: new random values do not buy new buckets.
+    codes = [post("198.51.100.3", **{"X-API-Key": str(uuid.uuid4())}).status_code for _ in range(8)]
+    assert 429 in codes, codes
+
+
+def test_with_keys_on_a_job_is_visible_only_to_its_key(
+    make_stack: Callable[..., Stack], photos: dict[str, bytes]
+) -> None:
+    stack = make_stack(PENGUIN12_API_KEYS="key-of-alice,key-of-bob")
+    stack.start("provenance")
+    stack.start("preprocessor")
+    alice, bob = {"X-API-Key": "key-of-alice"}, {"Authorization": "Bearer key-of-bob"}
+
+    def post(headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(
+            stack.url("preprocessor", "/v1/infer"),
+            files={"file": ("a.jpg", photos["rocket.jpg"], "image/jpeg")},
+            headers={**headers, "Idempotency-Key": "same-key"},
+            timeout=30,
+        )
+
+    mine, theirs = post(alice), post(bob)
+    assert mine.status_code == theirs.status_code == 202
+    assert mine.json()["request_id"] != theirs.json()["request_id"]  # one namespace per key
+    request_id = mine.json()["request_id"]
+    for path in ("", "/deliveries", "/events", "?wait=1"):
+        url = stack.url("provenance", f"/v1/status/{request_id}{path}")
+        with httpx.stream("GET", url, headers=alice, timeout=10) as own:
+            assert own.status_code == 200, path
+        other = httpx.get(url, headers=bob, timeout=10)
+        assert other.status_code == 404, (path, other.text)
+        assert "never submitted or has expired" in other.json()["detail"]
 
 
 def _minute_has_room(seconds: float) -> bool:

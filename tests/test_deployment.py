@@ -40,6 +40,7 @@ from penguin12_model import ModelSettings
 from penguin12_model.bake import BUNDLE_FILE
 from preprocessor.settings import PreprocessorSettings
 from provenance.settings import ProvenanceSettings
+from provenance.webhooks import WebhookSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -352,8 +353,15 @@ def test_compose_environment_matches_the_settings_and_the_local_run(
         for key in env:
             assert key.startswith("PENGUIN12_"), key
             field = key.removeprefix("PENGUIN12_").lower()
-            known = field in settings.model_fields or (
-                name in MODEL_SERVICES and key.startswith("PENGUIN12_MODEL_")
+            known = (
+                field in settings.model_fields
+                or (name in MODEL_SERVICES and key.startswith("PENGUIN12_MODEL_"))
+                or (
+                    name == "provenance"
+                    and key.startswith("PENGUIN12_WEBHOOK_")
+                    and key.removeprefix("PENGUIN12_WEBHOOK_").lower()
+                    in WebhookSettings.model_fields
+                )
             )
             assert known, f"{name}: {key} is not a setting of {settings.__name__}"
         # Topic names and partitions: the services' defaults, which `make run` uses too.
@@ -403,16 +411,15 @@ def test_compose_ports_and_health_checks_match_the_local_run(compose: dict[str, 
         service = services[name]
         port = LOCAL_PORTS[name]
         if name in ("preprocessor", "provenance"):
-            assert service["ports"] == [f"{port}:{port}"]
+            assert service["ports"] == [f"{port}:{port}"]  # the only ones on every interface
         else:
             assert "ports" not in service, f"{name} must stay scalable (no host port)"
         test = " ".join(service["healthcheck"]["test"])
         # The same readiness URL `make run` waits on (stack.up: http://127.0.0.1:<port>/readyz).
         assert f"http://127.0.0.1:{port}/readyz" in test
-    host_ports = {
-        p.split(":")[0] for s in services.values() for p in s.get("ports", []) if ":" in str(p)
-    }
-    assert {"8000", "8001", "9090", "3000", "16686"} <= host_ports
+    published = [str(p) for s in services.values() for p in s.get("ports", [])]
+    host_ports = {p.split(":")[-2] for p in published}
+    assert {"8000", "8001", "9090", "3000", "16686", "9092"} <= host_ports
 
 
 def test_prometheus_scrapes_every_replica_of_every_service(compose: dict[str, Any]) -> None:
@@ -538,8 +545,8 @@ def test_dashboard_is_valid_and_provisioned(compose: dict[str, Any]) -> None:
     mounted = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
     assert mounted["/etc/grafana/provisioning"] == "./grafana/provisioning"
     assert mounted[providers[0]["options"]["path"]] == "./grafana/dashboards"
-    assert (
-        grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-admin}"
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith(
+        "${GRAFANA_ADMIN_PASSWORD:?"
     )
 
 
@@ -556,6 +563,63 @@ def test_dashboard_queries_only_metrics_the_code_defines() -> None:
     for name in DASHBOARD_METRICS:
         assert name in defined or f"{name}_bucket" in defined, f"{name} is not in metrics.py"
         assert any(u == name or u.startswith(f"{name}_") for u in used), f"{name} has no panel"
+
+
+# ------------------------------------------------------------------- secure by default (#11)
+
+
+def test_only_the_two_apis_are_published_on_every_interface(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for mapping in service.get("ports", []):
+            parts = str(mapping).split(":")
+            assert len(parts) in (2, 3), f"{name}: {mapping!r} (use host:container or ip:host:c)"
+            if len(parts) == 2:
+                assert name in ("preprocessor", "provenance"), (
+                    f"{name} publishes {mapping!r} on every interface; bind it to 127.0.0.1"
+                )
+            else:
+                assert parts[0] == "127.0.0.1", f"{name}: {mapping!r}"
+    kafka = compose["services"]["kafka"]
+    assert kafka["ports"] == ["127.0.0.1:9092:19092"]
+
+
+def test_secrets_are_required_and_come_from_make_env(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    from penguin12_devstack.dotenv import SECRETS, write_env
+
+    services = compose["services"]
+    required: dict[str, str] = {}
+    for api in ("preprocessor", "provenance"):
+        env = services[api]["environment"]
+        for key in ("PENGUIN12_API_KEYS", "PENGUIN12_WEBHOOK_SECRET"):
+            assert env[key].startswith("${" + key + ":?"), f"{api}: {key} must be required"
+            required[key] = env[key]
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert "admin" not in password.split(":?")[0]
+    # `make env` writes exactly the variables compose requires, random, private, and kept.
+    assert set(SECRETS) == set(required) | {"GRAFANA_ADMIN_PASSWORD"}
+    target = tmp_path / ".env"
+    assert write_env(target)
+    first = target.read_text()
+    values = dict(
+        line.split("=", 1) for line in first.splitlines() if line and not line.startswith("#")
+    )
+    assert set(values) == set(SECRETS)
+    assert all(len(v) >= 24 for v in values.values())
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert not write_env(target) and target.read_text() == first
+    assert write_env(target, force=True) and target.read_text() != first
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^env:.*##", makefile, re.M) and "penguin12_devstack env" in makefile
+
+
+def test_prometheus_lifecycle_api_is_off(compose: dict[str, Any]) -> None:
+    command = compose["services"]["prometheus"]["command"]
+    assert not any("enable-lifecycle" in arg or "enable-admin-api" in arg for arg in command)
 
 
 # ------------------------------------------------------------------ the `cluster` profile

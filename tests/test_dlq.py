@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Producer
 
 from conftest import Stack, read_topic, wait_for
 from penguin12.dlq import DlqSettings, parse_since, read_replay_log
 from penguin12_devstack.ports import free_port
+from provenance.webhooks import verify
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +61,42 @@ def dlq_list(stack: Stack) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
+@pytest.fixture
+def hook_calls() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    """A webhook receiver on 127.0.0.1 that records every call."""
+    calls: list[tuple[dict[str, str], bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            calls.append((dict(self.headers.items()), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", calls
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_list_then_replay_after_a_fix_completes_the_job(
-    make_stack: Callable[..., Stack], other_model_dir: Path, photos: dict[str, bytes]
+    make_stack: Callable[..., Stack],
+    other_model_dir: Path,
+    photos: dict[str, bytes],
+    hook_calls: tuple[str, list[tuple[dict[str, str], bytes]]],
 ) -> None:
-    stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="1")
+    hook_url, calls = hook_calls
+    stack = make_stack(
+        PENGUIN12_MAX_BATCH_SIZE="1",
+        PENGUIN12_URL_ALLOWED_NETWORKS="127.0.0.1/32",
+        PENGUIN12_WEBHOOK_SECRET="dlq-test-secret",
+    )
     stack.ports["provenance"] = free_port()
     for name in ("provenance", "preprocessor", "feature_extractor-0"):
         stack.start(name, wait=False)
@@ -70,12 +106,18 @@ def test_list_then_replay_after_a_fix_completes_the_job(
     for proc in stack.processes.values():
         proc.wait_ready(120)
 
-    response = stack.submit(photos["chelsea.jpg"])
+    response = httpx.post(
+        stack.url("preprocessor", "/v1/infer"),
+        files={"file": ("a.jpg", photos["chelsea.jpg"], "image/jpeg")},
+        data={"callback_url": hook_url},
+        timeout=30,
+    )
     assert response.status_code == 202, response.text
     request_id = response.json()["request_id"]
     failed = stack.wait_final(request_id)
     assert failed["status"] == "FAILED"
     assert "features come from model" in failed["error"], failed
+    wait_for(lambda: calls, 30, 0.1, "the FAILED webhook")
 
     # `list` tells what failed, where and why, in plain words.
     records = wait_for(lambda: dlq_list(stack), 30, 0.5, "the dead letter to be listed")
@@ -108,6 +150,19 @@ def test_list_then_replay_after_a_fix_completes_the_job(
     assert final["status"] == "COMPLETED", final
     assert final["result"]["prediction"] in ("REAL", "FAKE")
     assert "error" not in final
+    # The re-opened run's end is sent to the webhook too, as a new (signed) delivery.
+    wait_for(lambda: len(calls) >= 2, 30, 0.1, "the webhook of the re-opened run")
+    (first_headers, _), (headers, body) = calls[0], calls[-1]
+    assert first_headers["X-Penguin12-Event"] == "job.failed"
+    assert headers["X-Penguin12-Event"] == "job.completed"
+    assert json.loads(body) == stack.status(request_id).json()
+    assert headers["X-Penguin12-Delivery"] != first_headers["X-Penguin12-Delivery"]
+    assert verify(
+        response.json()["webhook_secret"],
+        headers["X-Penguin12-Signature"],
+        headers["X-Penguin12-Delivery"],
+        body,
+    )
 
     # Replayed once: the replayer's consumer group remembers it, whatever the filter.
     again = dlq_json(stack, "replay")

@@ -64,3 +64,35 @@ def test_api_conforms_to_its_openapi_under_fuzzing(
         case.call_and_validate(base_url=base, checks=CHECKS, timeout=30)
 
     fuzz()
+
+
+@given(
+    peer=st.sampled_from(["203.0.113.9", "10.1.2.3", "127.0.0.1", "::1", "unknown"]),
+    forwarded=st.lists(st.text(max_size=40), max_size=6),
+)
+@settings(max_examples=EXAMPLES * 20, deadline=None, derandomize=True, database=None)
+def test_client_address_never_trusts_what_the_client_wrote(peer: str, forwarded: list[str]) -> None:
+    """Whatever a client puts in X-Forwarded-For, it cannot choose its identity unless it is
+    talking through a trusted proxy, and then only the hops that proxy appended count."""
+    from starlette.requests import Request
+
+    from penguin12.security import client_address, parse_networks
+
+    header = ",".join(forwarded)
+    try:
+        raw = header.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = header.encode("utf-8")
+    request = Request({"type": "http", "client": (peer, 1), "headers": [(b"x-forwarded-for", raw)]})
+    trusted = parse_networks("10.0.0.0/8,127.0.0.1/32")
+    assert client_address(request, ()) == peer  # no trusted proxy: always the peer
+    got = client_address(request, trusted)
+    if peer in ("203.0.113.9", "::1", "unknown"):
+        assert got == peer
+    else:
+        hops = [h.strip() for h in raw.decode("latin-1").split(",") if h.strip()]
+        assert got == peer or got in hops
+        # Never a hop the client wrote before the last untrusted one.
+        untrusted = [h for h in hops if not h.startswith(("10.", "127.0.0.1"))]
+        if untrusted and got != peer:
+            assert got == untrusted[-1] or got in hops[hops.index(untrusted[-1]) :]

@@ -113,3 +113,45 @@ def test_cors_allows_localhost_apps_and_extensions_only(stack: Stack) -> None:
         "moz-extension://",
     ):
         assert "access-control-allow-origin" not in preflight(origin).headers, origin
+
+
+def test_the_extractor_hashes_the_pixels_itself(stack: Stack, photos: dict[str, bytes]) -> None:
+    """Anyone who can write to Kafka could otherwise name another image's cache key in
+    ``content_sha256`` and have a job answered with that image's embedding (issue #11)."""
+    import time
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from penguin12.imaging import prepare_image
+    from penguin12.schemas import ImageJob, encode
+    from preprocessor.settings import PreprocessorSettings
+
+    def verdict(name: str) -> float:
+        final = stack.wait_final(stack.submit(photos[name]).json()["request_id"])
+        assert final["status"] == "COMPLETED", final
+        return float(final["result"]["fake_probability"])
+
+    cached, honest = verdict("astronaut.jpg"), verdict("rocket.jpg")
+    assert cached != honest  # two different images, two different answers
+    # What the stack's preprocessor uses.
+    prep = PreprocessorSettings(preprocessing=stack.env["PENGUIN12_PREPROCESSING"]).prepare_as
+    astronaut = prepare_image(photos["astronaut.jpg"], preprocessing=prep, max_pixels=40_000_000)
+    rocket = prepare_image(photos["rocket.jpg"], preprocessing=prep, max_pixels=40_000_000)
+    request_id = str(uuid.uuid4())
+    forged = ImageJob(
+        request_id=request_id,
+        submitted_at=time.time(),
+        pixels=rocket.pixels.tobytes(),
+        height=rocket.pixels.shape[0],
+        width=rocket.pixels.shape[1],
+        content_sha256=astronaut.sha256,  # the lie: the astronaut's (cached) key
+        source_format="JPEG",
+        preprocessing=prep.key,
+    )
+    producer = Producer({"bootstrap.servers": stack.infra.bootstrap})
+    producer.produce(stack.topic("preprocessed"), encode(forged), key=request_id)
+    assert producer.flush(30) == 0
+    final = stack.wait_final(request_id)
+    assert final["status"] == "COMPLETED", final.get("error")
+    assert final["result"]["fake_probability"] == honest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import httpx
 import pytest
 import redis
 import torch
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -24,7 +25,7 @@ from confluent_kafka.admin import (
 )
 
 from conftest import Infra, Stack, read_topic, wait_for
-from penguin12.schemas import ImageJob, JobStatus, StatusUpdate, encode
+from penguin12.schemas import ImageJob, JobStatus, ModelInfo, Result, StatusUpdate, encode
 from penguin12.state import JobStore
 from penguin12_devstack.ports import free_port
 from penguin12_devstack.redis_server import RedisServer, start_redis
@@ -488,7 +489,12 @@ def test_a_bundle_that_does_not_fit_its_architecture_stops_the_service(
 
 
 def test_a_reopened_job_starts_a_new_attempt_and_a_replay_agrees(infra: Infra) -> None:
-    """`dlq replay` re-opens a FAILED job; rebuilding from the log must reach the same answer."""
+    """`dlq replay` re-opens a FAILED job; rebuilding from the log must reach the same answer.
+
+    The history is in status-log order: a late FAILED of the first run comes before the re-open
+    (the replayer produces the re-open after everything the first run wrote), so it is the new
+    run's updates, after the re-open, that count.
+    """
     rid = str(uuid.uuid4())
     history = [
         StatusUpdate(
@@ -505,18 +511,18 @@ def test_a_reopened_job_starts_a_new_attempt_and_a_replay_agrees(infra: Infra) -
         StatusUpdate(
             request_id=rid,
             submitted_at=1.0,
-            status=JobStatus.PENDING,
-            at=3.0,
-            service="dlq",
-            reopen=True,
-        ),
-        StatusUpdate(
-            request_id=rid,
-            submitted_at=1.0,
             status=JobStatus.FAILED,
             at=2.5,
             service="t",
             error="late",
+        ),
+        StatusUpdate(
+            request_id=rid,
+            submitted_at=1.0,
+            status=JobStatus.PENDING,
+            at=3.0,
+            service="dlq",
+            reopen=True,
         ),
         StatusUpdate(
             request_id=rid,
@@ -539,3 +545,283 @@ def test_a_reopened_job_starts_a_new_attempt_and_a_replay_agrees(infra: Infra) -
             None,
             4.0,
         )
+
+
+# ------------------------------------------------------------ re-open semantics (issue #11, 6)
+
+_MODEL = ModelInfo(name="t", version="0123456789ab", architecture="tiny", demo=True)
+_RESULT = Result(prediction="REAL", confidence=0.9, fake_probability=0.1, model=_MODEL, demo=True)
+
+
+def _update(rid: str, status: JobStatus, at: float, **extra: object) -> StatusUpdate:
+    if status == JobStatus.COMPLETED:
+        extra.setdefault("result", _RESULT)
+    return StatusUpdate(
+        request_id=rid, submitted_at=extra.pop("submitted_at", 1000.0), status=status, at=at,
+        service="t", **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("skew_s", [-3.0, 3.0])
+def test_reopen_then_complete_whatever_the_clock_skew(infra: Infra, skew_s: float) -> None:
+    """The replayer's clock is ``skew_s`` ahead of (or behind) the workers': the new run's
+    COMPLETED still counts, because order comes from the status log, not from ``at``."""
+    store = JobStore(redis.Redis.from_url(f"{infra.redis_url}/0"), retention_s=60)
+    rid = str(uuid.uuid4())
+    worker_now = 5000.0
+    applied = store.apply_many(
+        [
+            _update(rid, JobStatus.PENDING, 1000.0),
+            _update(rid, JobStatus.FAILED, 1001.0, error="dead-lettered"),
+            _update(rid, JobStatus.PENDING, worker_now + skew_s, reopen=True),
+            _update(rid, JobStatus.PROCESSING_FEATURES, worker_now + 0.1),
+            _update(rid, JobStatus.CLASSIFYING, worker_now + 0.2),
+            _update(rid, JobStatus.COMPLETED, worker_now + 0.3),
+        ]
+    )
+    assert applied == [True] * 6
+    state = store.get(rid)
+    assert state is not None and state.status == JobStatus.COMPLETED and state.error is None
+    assert state.result == _RESULT and state.submitted_at == 1000.0
+
+
+def test_reopen_never_moves_a_completed_job_back(infra: Infra) -> None:
+    store = JobStore(redis.Redis.from_url(f"{infra.redis_url}/0"), retention_s=60)
+    rid = str(uuid.uuid4())
+    store.apply_many(
+        [_update(rid, JobStatus.PENDING, 1000.0), _update(rid, JobStatus.COMPLETED, 1002.0)]
+    )
+    assert store.apply_many([_update(rid, JobStatus.PENDING, 1003.0, reopen=True)]) == [False]
+    state = store.get(rid)
+    assert state is not None and state.status == JobStatus.COMPLETED and state.result == _RESULT
+
+
+def test_a_reopened_job_gets_a_fresh_deadline_and_a_new_webhook(infra: Infra) -> None:
+    from provenance.webhooks import WebhookQueue
+
+    client = redis.Redis.from_url(f"{infra.redis_url}/0")
+    store, hooks = JobStore(client, retention_s=600), WebhookQueue(client, retention_s=600)
+    rid, now = str(uuid.uuid4()), time.time()
+    old = now - 7200  # submitted two hours ago, past a one-hour deadline
+    store.apply_many(
+        [
+            _update(rid, JobStatus.PENDING, old, submitted_at=old, callback_url="https://h.example/x"),
+            _update(rid, JobStatus.FAILED, old + 1, submitted_at=old, error="dead-lettered"),
+        ]
+    )  # fmt: skip
+    assert hooks.enqueue_finished([rid]) == 1  # the FAILED webhook
+    assert hooks.enqueue_finished([rid]) == 0  # once
+    store.apply(_update(rid, JobStatus.PENDING, now, submitted_at=old, reopen=True))
+    # The deadline counts from the re-open, not from the first submission.
+    assert rid not in {r for r, _ in store.overdue(now - 3600, limit=10_000)}
+    assert rid in {r for r, _ in store.overdue(now + 3600, limit=10_000)}
+    assert hooks.enqueue_finished([rid]) == 0  # not finished yet
+    store.apply(_update(rid, JobStatus.PROCESSING_FEATURES, now + 1, submitted_at=old))
+    assert rid not in {r for r, _ in store.overdue(now - 3600, limit=10_000)}
+    store.apply(_update(rid, JobStatus.COMPLETED, now + 2, submitted_at=old))
+    assert hooks.enqueue_finished([rid]) == 1  # the new run's final state is sent again
+    assert hooks.enqueue_finished([rid]) == 0
+    assert hooks.meta(rid)["state"] == "pending"
+    state = store.get(rid)
+    assert state is not None and state.submitted_at == old  # the job's own history is kept
+
+
+# -------------------------------------------------------- state rebuild (issue #11, item 10)
+
+
+def test_status_records_land_where_partition_of_says(infra: Infra) -> None:
+    """The sweeper's rebuild check relies on knowing a job's status partition."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from provenance.maintenance import partition_of
+
+    topic = f"test-partitions-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": infra.bootstrap})
+    admin.create_topics([NewTopic(topic, 12, 1)])[topic].result(30)
+    seen: dict[str, int] = {}
+    producer = Producer({"bootstrap.servers": infra.bootstrap})
+    keys = [str(uuid.uuid4()) for _ in range(60)]
+    for key in keys:
+        producer.produce(
+            topic, b"x", key=key, on_delivery=lambda err, msg: seen.update({msg.key().decode(): msg.partition()})
+        )  # fmt: skip
+    assert producer.flush(30) == 0
+    assert seen == {key: partition_of(key, 12) for key in keys}
+
+
+def test_a_long_rebuild_carries_on_and_the_sweeper_keeps_running(
+    infra: Infra, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted rebuild resumes where it stopped (a rebuild longer than any timeout ends),
+    and meanwhile overdue jobs whose records are all replayed are timed out; the others wait."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from penguin12.kafka import AsyncProducer, producer_config
+    from provenance import maintenance
+    from provenance.maintenance import Maintenance, Rebuild, partition_of
+    from provenance.settings import ProvenanceSettings
+
+    suffix = uuid.uuid4().hex[:8]
+    settings = ProvenanceSettings(
+        kafka_bootstrap=infra.bootstrap,
+        # A database of its own: the sweeper looks at every open job in it.
+        state_redis_url=f"{infra.redis_url}/7",
+        topic_status=f"test-{suffix}.status",
+        consumer_group=f"provenance-{suffix}",
+        job_deadline_s=60,
+    )
+    redis.Redis.from_url(settings.state_redis_url).flushdb()
+    admin = AdminClient({"bootstrap.servers": infra.bootstrap})
+    admin.create_topics([NewTopic(settings.topic_status, 2, 1)])[settings.topic_status].result(30)
+    old = time.time() - 3600
+    ids = [str(uuid.uuid4()) for _ in range(40)]
+    producer = Producer({"bootstrap.servers": infra.bootstrap})
+    for rid in ids:
+        pending = _update(rid, JobStatus.PENDING, old, submitted_at=old)
+        producer.produce(settings.topic_status, pending.model_dump_json(exclude_none=True), key=rid)
+    assert producer.flush(30) == 0
+    store = JobStore(redis.Redis.from_url(settings.state_redis_url), retention_s=600)
+
+    monkeypatch.setattr(maintenance, "REBUILD_BATCH", 5)
+    rebuild = Rebuild(settings, store)
+    stop = threading.Event()
+    original = store.apply_many
+    calls = 0
+
+    def interrupted(updates: list[StatusUpdate]) -> list[bool]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            stop.set()  # the first pass ends early (as a timeout or a crash of Kafka would)
+        return original(updates)
+
+    monkeypatch.setattr(store, "apply_many", interrupted)
+    first = rebuild.run(stop)
+    assert 0 < first < len(ids) and not rebuild.finished
+    assert rebuild.run() == len(ids)  # carried on: every record replayed once in all
+    assert rebuild.finished and all(rebuild.covers(rid) for rid in ids)
+
+    # The sweeper, while a rebuild has covered one partition but not the other.
+    class HalfDone:
+        def covers(self, request_id: str) -> bool:
+            return partition_of(request_id, 2) == 0
+
+    with AsyncProducer(producer_config(settings)) as out:
+        sweeper = Maintenance(settings, store, out)
+        sweeper._rebuild = HalfDone()  # type: ignore[assignment]
+        expected = [rid for rid in ids if partition_of(rid, 2) == 0]
+        assert sweeper.expire_overdue() == len(expected) > 0
+    failed = _consume_statuses(infra, settings.topic_status, JobStatus.FAILED, len(expected))
+    assert sorted(failed) == sorted(expected)
+
+
+def _consume_statuses(infra: Infra, topic: str, status: JobStatus, count: int) -> list[str]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": infra.bootstrap,
+            "group.id": f"t-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[str] = []
+
+    def more() -> bool:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            update = StatusUpdate.model_validate_json(message.value())
+            if update.status == status:
+                found.append(update.request_id)
+        return len(found) >= count
+
+    try:
+        wait_for(more, 30, 0)
+    finally:
+        consumer.close()
+    return found
+
+
+# ------------------------------------------------- early records are awaited (issue #11, 12)
+
+
+def test_an_unacknowledged_early_status_keeps_the_offset_unstored(infra: Infra) -> None:
+    """The extractor's PROCESSING_FEATURES goes out before its batch is done; if the broker
+    never acknowledges it, the worker must not store the offset (the record is redone)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from penguin12.kafka import AsyncProducer
+    from penguin12.settings import CommonSettings
+    from penguin12.worker import EarlyOutputs, Output, Record, StreamWorker
+
+    suffix = uuid.uuid4().hex[:8]
+    source = f"test-{suffix}.statuses"
+    admin = AdminClient({"bootstrap.servers": infra.bootstrap})
+    admin.create_topics([NewTopic(source, 1, 1)])[source].result(30)
+    producer = Producer({"bootstrap.servers": infra.bootstrap})
+    producer.produce(source, _update("r-1", JobStatus.PENDING, 1.0).model_dump_json(), key="r-1")
+    assert producer.flush(30) == 0
+
+    # Early records go through a producer whose broker is unreachable: never acknowledged.
+    dead = AsyncProducer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": 500})
+    early = EarlyOutputs(dead)
+    handled: list[str] = []
+
+    def handle(records: list[Record[StatusUpdate]]) -> list[Output]:
+        for record in records:
+            handled.append(record.payload.request_id)
+            early.emit(Output(source, b"started", record.payload.request_id))
+        return []
+
+    settings = CommonSettings(kafka_bootstrap=infra.bootstrap)
+    group = f"early-{suffix}"
+    worker = StreamWorker(
+        settings=settings,
+        group_id=group,
+        source_topic=source,
+        schema=StatusUpdate,
+        handle_batch=handle,
+        early=early,
+        retry_backoff_s=0.2,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: len(handled) >= 2, 60, 0.1, "the record to be handled again")
+    finally:
+        stop.set()
+        thread.join(30)
+        dead.close()
+    reader = Consumer({"bootstrap.servers": infra.bootstrap, "group.id": group})
+    try:
+        [committed] = reader.committed([TopicPartition(source, 0)], timeout=10)
+    finally:
+        reader.close()
+    assert committed.offset < 1, "the offset was stored although the early status was lost"
+
+
+def test_a_timeout_failure_that_is_not_acknowledged_is_sent_again(infra: Infra) -> None:
+    """The deadline sweeper produces outside any consumer loop: it waits for the broker's
+    acknowledgements, and a job whose FAILED was not acknowledged stays due for the next sweep."""
+    from penguin12.kafka import AsyncProducer, DeliveryError
+    from provenance.maintenance import Maintenance
+    from provenance.settings import ProvenanceSettings
+
+    settings = ProvenanceSettings(
+        kafka_bootstrap="127.0.0.1:9",
+        state_redis_url=f"{infra.redis_url}/0",
+        topic_status=f"test-{uuid.uuid4().hex[:8]}.status",
+        job_deadline_s=60,
+    )
+    store = JobStore(redis.Redis.from_url(settings.state_redis_url), retention_s=600)
+    rid, old = str(uuid.uuid4()), time.time() - 3600
+    store.apply(_update(rid, JobStatus.PENDING, old, submitted_at=old))
+    dead = AsyncProducer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": 500})
+    try:
+        with pytest.raises(DeliveryError):
+            Maintenance(settings, store, dead).expire_overdue()
+    finally:
+        dead.close(1)
+    assert rid in {r for r, _ in store.overdue(time.time() - 60, limit=100_000)}
+    state = store.get(rid)
+    assert state is not None and state.status == JobStatus.PENDING

@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also run Prometheus and a trace receiver (Jaeger) and export traces to it",
     )
     sub.add_parser("down", help="stop everything `up` started")
+    env_cmd = sub.add_parser("env", help="write .env with random secrets for docker compose")
+    env_cmd.add_argument("--force", action="store_true", help="replace an existing .env")
+    env_cmd.add_argument("--path", type=Path, default=Path(".env"))
     sub.add_parser("status", help="list components and whether they run")
     args = parser.parse_args(argv)
     if args.command == "up":
@@ -350,6 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "down":
         down()
+        return 0
+    if args.command == "env":
+        from penguin12_devstack.dotenv import write_env
+
+        if write_env(args.path, args.force):
+            print(f"wrote {args.path} (random API key, webhook secret, Grafana password)")
+        else:
+            print(f"{args.path} exists; kept it (make env FORCE=1 replaces it)")
         return 0
     return status()
 

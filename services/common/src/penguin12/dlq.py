@@ -13,9 +13,11 @@ is the original record's value, byte for byte.
 source topic, so that after a fix the pipeline processes it again, and adds the header
 ``penguin12.replay.of = "<dead-letter topic>:<partition>:<offset>"`` so the re-driven record can be
 told apart in logs. A job that was marked FAILED when its record was dead-lettered is re-opened
-first with a PENDING status update marked ``reopen`` (applied to Redis at once and published on
-the status topic, so a state rebuild replays it too): its ``status_url`` follows the new attempt to
-COMPLETED instead of staying FAILED (a terminal state is otherwise final). Records the worker had
+first with a PENDING status update marked ``reopen`` on the status topic (so a state rebuild
+replays it too): its ``status_url`` follows the new run to COMPLETED instead of staying FAILED.
+Re-open semantics (penguin12.state): a COMPLETED job is never re-opened; the new run's deadline
+counts from the re-open; its final state is sent to the job's webhook again; which updates belong
+to the new run is decided by the order of the status log, not by clocks. Records the worker had
 to truncate (``penguin12.dlq.truncated`` header: the original was too large) cannot be replayed.
 
 Which dead-letter offsets were replayed is recorded in a Kafka consumer group of its own
@@ -382,8 +384,12 @@ def replay(
 
 
 def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
-    """Reset each known job to PENDING in Redis and on the status topic (see module docstring)."""
-    from penguin12.state import JobStore
+    """Publish a re-open (PENDING, ``reopen``) status record for each known job.
+
+    Only on the status topic, not straight into Redis: provenance applies it in log order, so the
+    new run's updates (which the replayed record causes, after this record is acknowledged) come
+    after it, and the old run's come before it, whatever the machines' clocks say.
+    """
 
     updates = {}
     for record in records:
@@ -399,11 +405,6 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
         )
     if not updates:
         return
-    store = JobStore.from_url(settings.state_redis_url, settings.job_retention_s, settings)
-    try:
-        store.apply_many(list(updates.values()))  # at once: status_url shows the new attempt
-    finally:
-        store.close()
     with AsyncProducer(producer_config(settings)) as producer:
         errors: list[KafkaError] = []
         for update in updates.values():

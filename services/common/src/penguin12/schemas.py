@@ -114,7 +114,10 @@ class ImageJob(_Message):
     pixels: bytes
     height: int = Field(gt=0)
     width: int = Field(gt=0)
-    content_sha256: str = Field(description="sha256 of the prepared pixels: the cache key.")
+    content_sha256: str = Field(
+        description="sha256 of the prepared pixels. Informative: the extractor recomputes it "
+        "for its cache key and never trusts this value."
+    )
     source_format: str
     # How the pixels were prepared (Preprocessing.key); the feature extractor refuses pixels
     # prepared for another model. None only from producers that predate the field.
@@ -155,8 +158,12 @@ class StatusUpdate(_Message):
     error: str | None = None
     # PENDING only: where to POST the final state (a webhook), as the client asked.
     callback_url: str | None = Field(default=None, max_length=2048)
+    # PENDING only, when API keys are on: a digest of the key that submitted the job (never the
+    # key), so that only that key may read the job's status. Off the wire when None.
+    owner: str | None = Field(default=None, max_length=64)
     # Re-drive a job after a fix (`python -m penguin12.dlq replay`): the one update allowed to move
-    # a job back (to PENDING); updates older than it belong to the previous attempt and are ignored.
+    # a job back (to PENDING), never a COMPLETED one; the updates after it in the status log are
+    # the new run's (see penguin12.state).
     # None (not False) by default, so the field is not on the wire unless used: consumers from
     # before it existed (extra="forbid") keep accepting every other update during an upgrade.
     reopen: bool | None = None
@@ -176,6 +183,11 @@ class JobState(BaseModel):
 class SubmitResponse(BaseModel):
     request_id: str
     status_url: str
+    webhook_secret: str | None = Field(
+        None,
+        description="With a callback_url (and signing on): this job's own webhook signing "
+        "secret. Keep it; verify X-Penguin12-Signature with it (docs/clients.md).",
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import time
 
@@ -18,6 +19,7 @@ from fastapi import HTTPException, Request
 log = logging.getLogger("penguin12.security")
 
 API_KEY_HEADER = "X-API-Key"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_keys(raw: str) -> tuple[bytes, ...]:
@@ -49,12 +51,64 @@ def check_api_key(request: Request, keys: tuple[bytes, ...]) -> None:
         )
 
 
+def key_digest(key: str) -> str:
+    """What stands for an API key in Redis and in status records (never the key itself)."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(n.strip(), strict=False) for n in raw.split(",") if n.strip())
+
+
+def _in(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_address(request: Request, trusted_proxies: tuple[IPNetwork, ...] = ()) -> str:
+    """The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
+    address in ``X-Forwarded-For`` that is not itself a trusted proxy (anything further left was
+    written by the client and proves nothing)."""
+    peer = request.client.host if request.client else "unknown"
+    if not trusted_proxies or not _in(peer, trusted_proxies):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("X-Forwarded-For")).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _in(hop, trusted_proxies):
+            return hop
+    return peer
+
+
 def client_identity(request: Request) -> str:
-    """Who to rate-limit: the API key's digest when one is presented, else the client address."""
-    key = presented_key(request)
-    if key:
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
-    return "ip:" + (request.client.host if request.client else "unknown")
+    """Who a request is, for rate limits, the Idempotency-Key namespace and job ownership.
+
+    With API keys on, the (checked) key's digest; otherwise the client address (see
+    `client_address`). A key presented while keys are off proves nothing and is ignored: it
+    must not let a client pick its own identity. Set by `AccessGuard` on every public route.
+    """
+    identity = getattr(request.state, "client_identity", None)
+    if isinstance(identity, str):
+        return identity
+    return "ip:" + client_address(request)
+
+
+def webhook_secret(master: str, request_id: str) -> str:
+    """The job's own webhook signing secret, derived from ``PENGUIN12_WEBHOOK_SECRET``.
+
+    Returned to the submitter only; knowing one job's secret tells nothing about another's, so a
+    receiver cannot forge another client's webhooks. Both APIs derive it, nothing stores it.
+    """
+    digest = hmac.new(master.encode(), b"penguin12-webhook:" + request_id.encode(), "sha256")
+    return "whsec_" + digest.hexdigest()
+
+
+def sign_webhook(secret: str, timestamp: int, delivery_id: str, body: bytes) -> str:
+    """The ``v2`` signature: hex HMAC-SHA256(job secret, "<timestamp>.<delivery id>." + body)."""
+    message = f"{timestamp}.{delivery_id}.".encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 class RateLimiter:

@@ -22,24 +22,39 @@ OPEN_JOBS_KEY = "penguin12:jobs:open"
 EVENTS_PREFIX = "penguin12:job-events:"
 CALLBACK_FIELD = "callback_url"
 
+OWNER_FIELD = "owner"
+# How many times the job was re-opened (`dlq replay`): which run a webhook belongs to.
+RUN_FIELD = "run"
+
 # ARGV: status, rank, submitted_at, at, result, error, retention_s, request_id, reopen,
-# events channel, callback_url. Publishing from inside the script saves a round trip per update.
+# events channel, callback_url, owner. Publishing from inside the script saves a round trip.
+#
+# Re-open (`reopen`, see penguin12.dlq): a FAILED (or unknown, or still open) job goes back to
+# PENDING as a new run: result and error are cleared, `run` counts up, and the deadline clock
+# restarts from the re-open (`reopened_at` is its base in the open-jobs index). A COMPLETED job is
+# never re-opened. Which updates belong to the new run is decided by the order of the status log
+# (one job's records share a partition, and the replayer produces the re-open before the replayed
+# record, so everything the new run causes comes after it), never by comparing the `at` clocks of
+# different machines.
 _APPLY = f"""
 if ARGV[11] ~= '' then
   redis.call('HSETNX', KEYS[1], '{CALLBACK_FIELD}', ARGV[11])
 end
+if ARGV[12] ~= '' then
+  redis.call('HSETNX', KEYS[1], '{OWNER_FIELD}', ARGV[12])
+end
 local rank = tonumber(ARGV[2])
 local at = tonumber(ARGV[4])
-local reopened = tonumber(redis.call('HGET', KEYS[1], 'reopened_at') or '-1')
-if at < reopened then
-  return 0
-end
 if ARGV[9] == '1' then
+  if redis.call('HGET', KEYS[1], 'status') == 'COMPLETED' then
+    return 0
+  end
   redis.call('HDEL', KEYS[1], 'result', 'error')
   redis.call('HSETNX', KEYS[1], 'submitted_at', ARGV[3])
   redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', rank, 'last_updated', at, 'reopened_at', at)
+  redis.call('HINCRBY', KEYS[1], '{RUN_FIELD}', 1)
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
-  redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[8])
+  redis.call('ZADD', KEYS[2], at, ARGV[8])
   redis.call('PUBLISH', ARGV[10], ARGV[1])
   return 1
 end
@@ -59,7 +74,8 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
 if rank >= 3 then
   redis.call('ZREM', KEYS[2], ARGV[8])
 else
-  redis.call('ZADD', KEYS[2], 'NX', redis.call('HGET', KEYS[1], 'submitted_at'), ARGV[8])
+  local base = redis.call('HGET', KEYS[1], 'reopened_at') or redis.call('HGET', KEYS[1], 'submitted_at')
+  redis.call('ZADD', KEYS[2], 'NX', base, ARGV[8])
 end
 redis.call('PUBLISH', ARGV[10], ARGV[1])
 return 1
@@ -133,15 +149,28 @@ class JobStore:
                     "1" if update.reopen else "0",
                     EVENTS_PREFIX + update.request_id,
                     update.callback_url or "",
+                    update.owner or "",
                 ],
                 client=pipe,
             )
         return [bool(applied) for applied in pipe.execute()]
 
     def get(self, request_id: str) -> JobState | None:
+        return self.read(request_id)[0]
+
+    def get_for(self, request_id: str, owner: str | None) -> JobState | None:
+        """The job's state if ``owner`` may see it (None: anyone may), else None, as if unknown:
+        with API keys on, a job is visible only to the key that submitted it."""
+        state, job_owner = self.read(request_id)
+        if state is None or owner is None or job_owner == owner:
+            return state
+        return None
+
+    def read(self, request_id: str) -> tuple[JobState | None, str | None]:
+        """The job's state and its owner (who submitted it, when API keys are on), in one read."""
         raw: dict[bytes, bytes] = self._redis.hgetall(KEY_PREFIX + request_id)  # type: ignore[assignment]
         if not raw:
-            return None
+            return None, None
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         return JobState(
             request_id=request_id,
@@ -152,7 +181,7 @@ class JobStore:
             if "result" in fields
             else None,
             error=fields.get("error"),
-        )
+        ), fields.get(OWNER_FIELD)
 
     def overdue(self, submitted_before: float, limit: int = 500) -> list[tuple[str, float]]:
         """Jobs still open that were submitted before ``submitted_before``, oldest first."""

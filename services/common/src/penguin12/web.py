@@ -19,7 +19,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from penguin12.kafka import ensure_topics, kafka_reachable
 from penguin12.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from penguin12.security import RateLimiter, check_api_key, parse_keys
+from penguin12.security import (
+    RateLimiter,
+    check_api_key,
+    client_address,
+    client_identity,
+    key_digest,
+    parse_keys,
+    parse_networks,
+    presented_key,
+)
 from penguin12.settings import CommonSettings
 from penguin12.state import JobStore, redis_client
 from penguin12.tracing import setup_tracing, shutdown_tracing
@@ -46,6 +55,9 @@ class ApiSettings(CommonSettings):
     api_keys: str = Field(default="", repr=False)
     # Requests per client (API key, else IP) per minute on the public routes; 0 = unlimited.
     rate_limit_per_minute: int = 0
+    # Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed (empty: none, the
+    # TCP peer is the client). Only these may say who the client is.
+    trusted_proxies: str = ""
 
 
 def _route_template(scope: Scope) -> str:
@@ -145,11 +157,28 @@ class AccessGuard:
 
     def __init__(self, settings: ApiSettings, client: redis.Redis, scope: str):
         self._keys = parse_keys(settings.api_keys)
+        self._trusted = parse_networks(settings.trusted_proxies)
         self._limiter = RateLimiter(client, settings.rate_limit_per_minute, scope)
+
+    @property
+    def keys_on(self) -> bool:
+        return bool(self._keys)
 
     def __call__(self, request: Request) -> None:
         check_api_key(request, self._keys)
+        if self._keys:
+            request.state.client_identity = key_digest(presented_key(request) or "")
+        else:
+            request.state.client_identity = "ip:" + client_address(request, self._trusted)
         self._limiter.check(request)
+
+
+def owner_filter(request: Request) -> str | None:
+    """The identity a job must belong to for this request to see it; None when keys are off."""
+    guard = getattr(request.app.state, "guard", None)
+    if guard is None or not guard.keys_on:
+        return None
+    return client_identity(request)
 
 
 def guard_public_route(request: Request) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -11,11 +12,10 @@ from opentelemetry import trace
 from feature_extractor.cache import EmbeddingCache
 from feature_extractor.settings import FeatureExtractorSettings
 from penguin12 import schemas, tracing
-from penguin12.kafka import AsyncProducer
 from penguin12.logs import request_context
 from penguin12.metrics import BACKBONE_IMAGES
 from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
-from penguin12.worker import Output, Record, status_output
+from penguin12.worker import EarlyOutputs, Output, Record, status_output
 from penguin12_model import FeatureExtractorModel
 
 log = logging.getLogger("penguin12.feature_extractor")
@@ -28,12 +28,12 @@ class FeatureExtraction:
         settings: FeatureExtractorSettings,
         model: FeatureExtractorModel,
         cache: EmbeddingCache,
-        producer: AsyncProducer,
+        early: EarlyOutputs,
     ):
         self._settings = settings
         self._model = model
         self._cache = cache
-        self._producer = producer
+        self._early = early
         self._model_info = schemas.ModelInfo.model_validate(model.info.model_dump())
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
@@ -56,9 +56,10 @@ class FeatureExtraction:
 
     def _extract(self, records: list[Record[ImageJob]], spans: list[trace.Span]) -> list[Output]:
         contexts = [trace.set_span_in_context(s) for s in spans]
-        # Tell clients at once that work started; delivery is awaited with the batch's outputs.
+        # Tell clients at once that work started; the worker awaits these acknowledgements with
+        # the batch's outputs before it stores the offsets.
         for record, ctx in zip(records, contexts, strict=True):
-            self._emit(
+            self._early.emit(
                 status_output(
                     self._settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
                 )
@@ -66,7 +67,11 @@ class FeatureExtraction:
         for record in records:
             self._check_prepared(record.payload)
         images = [r.payload.array() for r in records]  # raises on a malformed payload
-        cached = self._cache.get_many([r.payload.content_sha256 for r in records])
+        # The cache key is the hash of the pixels as received, computed here: the record's own
+        # `content_sha256` is not trusted (anyone who can write to the topic could poison the
+        # cache for another image with it).
+        digests = [hashlib.sha256(image.tobytes()).hexdigest() for image in images]
+        cached = self._cache.get_many(digests)
         missing = [i for i, value in enumerate(cached) if value is None]
         vectors: list[np.ndarray | None] = [
             None if value is None else np.frombuffer(value, dtype=np.float32) for value in cached
@@ -84,7 +89,7 @@ class FeatureExtraction:
             for row, i in enumerate(missing):
                 vector = np.ascontiguousarray(computed[row], dtype=np.float32)
                 vectors[i] = vector
-                fresh[records[i].payload.content_sha256] = vector.tobytes()
+                fresh[digests[i]] = vector.tobytes()
             self._cache.put_many(fresh)
         outputs: list[Output] = []
         for i, (record, ctx) in enumerate(zip(records, contexts, strict=True)):
@@ -133,6 +138,3 @@ class FeatureExtraction:
             status=status,
             service=self._settings.service_name,
         )
-
-    def _emit(self, output: Output) -> None:
-        self._producer.produce(output.topic, output.value, key=output.key, headers=output.headers)

@@ -11,7 +11,7 @@ from penguin12.kafka import AsyncProducer
 from penguin12.runner import run_model_worker
 from penguin12.schemas import ImageJob
 from penguin12.state import redis_options
-from penguin12.worker import StreamWorker
+from penguin12.worker import EarlyOutputs, StreamWorker
 from penguin12_model import FeatureExtractorModel, ModelSettings
 
 log = logging.getLogger("penguin12.feature_extractor")
@@ -23,12 +23,14 @@ def build_worker(
     cache = EmbeddingCache.from_url(
         settings.cache_redis_url, model.info.version, settings.cache_ttl_s, redis_options(settings)
     )
+    early = EarlyOutputs(producer)
     return StreamWorker(
         settings=settings,
         group_id=settings.consumer_group,
         source_topic=settings.topic_preprocessed,
         schema=ImageJob,
-        handle_batch=FeatureExtraction(settings, model, cache, producer),
+        handle_batch=FeatureExtraction(settings, model, cache, early),
+        early=early,
         max_batch_size=settings.max_batch_size,
         max_batch_wait_s=settings.max_batch_wait_ms / 1000,
         producer=producer,

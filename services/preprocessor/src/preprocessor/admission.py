@@ -109,5 +109,8 @@ class Admission:
     async def claim(self, client: str, key: str, request_id: str) -> str:
         return await run_in_threadpool(self._idempotency.claim, client, key, request_id)
 
-    async def release(self, client: str, key: str) -> None:
-        await run_in_threadpool(self._idempotency.release, client, key)
+    async def confirm(self, client: str, key: str, request_id: str) -> bool:
+        return await run_in_threadpool(self._idempotency.confirm, client, key, request_id)
+
+    async def release(self, client: str, key: str, request_id: str) -> None:
+        await run_in_threadpool(self._idempotency.release, client, key, request_id)

@@ -31,12 +31,12 @@ from penguin12.imaging import (
 from penguin12.logs import request_context
 from penguin12.metrics import JOBS_SUBMITTED
 from penguin12.schemas import ErrorResponse, FieldErrors, SubmitResponse
-from penguin12.security import client_identity
-from penguin12.web import guard_public_route
+from penguin12.security import client_identity, webhook_secret
+from penguin12.web import guard_public_route, owner_filter
 from preprocessor import remote
 from preprocessor.admission import Admission
 from preprocessor.decoding import DecodeBusy, DecodeGate
-from preprocessor.jobs import JobPublisher, PublishFailed
+from preprocessor.jobs import IdempotencyInProgress, JobPublisher, PublishFailed
 from preprocessor.settings import PreprocessorSettings
 from preprocessor.upload import upload_evidence
 
@@ -100,6 +100,7 @@ def _too_large(size: int, limit: int) -> str:
     "/infer",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SubmitResponse,
+    response_model_exclude_none=True,
     summary="Submit an image for deepfake analysis",
     responses={
         400: {
@@ -112,6 +113,11 @@ def _too_large(size: int, limit: int) -> str:
             "model": ErrorResponse,
             "description": "Request, file, pixel count or decode memory over the limit; too many "
             "form parts",
+        },
+        409: {
+            "model": ErrorResponse,
+            "description": "The first request with this Idempotency-Key is still being accepted; "
+            "retry after Retry-After to get its ticket",
         },
         415: {"model": ErrorResponse, "description": "Not a JPEG, PNG, WebP or BMP image"},
         422: {
@@ -150,15 +156,22 @@ async def infer(
         str | None,
         Header(
             max_length=255,
-            description="Retrying with the same key returns the first request's ticket.",
+            description="Retrying with the same key returns the first request's ticket (409 "
+            "while the first request is still being accepted).",
         ),
     ] = None,
 ) -> SubmitResponse:
     sources = await remote.check_submission(file, url, callback_url)
     admission: Admission = request.app.state.admission
     client = client_identity(request)
-    if idempotency_key and (earlier := await admission.replay(client, idempotency_key)):
-        return _ticket(settings, earlier)
+    hooked = sources.callback_url is not None
+    if idempotency_key:
+        try:
+            earlier = await admission.replay(client, idempotency_key)
+        except IdempotencyInProgress as exc:
+            raise _in_progress() from exc
+        if earlier:
+            return _ticket(settings, earlier, hooked)
     if admission.backlog.overloaded:
         raise _reject(
             "backlog",
@@ -179,7 +192,9 @@ async def infer(
             decoder=decoder,
             url=sources.url,
             callback_url=sources.callback_url,
+            owner=owner_filter(request),
         ),
+        hooked=hooked,
     )
 
 
@@ -189,23 +204,51 @@ async def _accept_once(
     idempotency_key: str | None,
     settings: PreprocessorSettings,
     accept: Callable[[str], Awaitable[SubmitResponse]],
+    *,
+    hooked: bool = False,
 ) -> SubmitResponse:
-    """``accept`` under a new request id, or the ticket of the job that already holds the key.
+    """``accept`` under a new request id, or the ticket of the queued job that holds the key.
 
-    The key is claimed before the image is queued and released if it is not, so a retry after a
-    refusal or a crash tries again instead of getting a ticket for a job that never was.
+    The key is claimed (as pending) before the image is queued, confirmed once it is, and
+    released if it is not; a retry meanwhile gets 409. So a ticket given for a key always names a
+    queued job, and a retry after a refusal or a crash tries again (`IdempotencyRegistry`).
     """
     request_id = str(_new_request_id())
-    if idempotency_key and admission is not None:
-        owner = await admission.claim(client, idempotency_key, request_id)
-        if owner != request_id:
-            return _ticket(settings, owner)
-    try:
+    if not idempotency_key or admission is None:
         return await accept(request_id)
+    try:
+        owner = await admission.claim(client, idempotency_key, request_id)
+    except IdempotencyInProgress as exc:
+        raise _in_progress() from exc
+    if owner != request_id:
+        return _ticket(settings, owner, hooked)
+    try:
+        ticket = await accept(request_id)
     except BaseException:
-        if idempotency_key and admission is not None:
-            await admission.release(client, idempotency_key)
+        try:
+            await admission.release(client, idempotency_key, request_id)
+        except Exception:  # the claim expires by itself (idempotency_pending_ttl_s)
+            log.warning("could not release Idempotency-Key claim", exc_info=True)
         raise
+    try:
+        await admission.confirm(client, idempotency_key, request_id)
+    except Exception:  # the job is queued all the same: the 202 stays true
+        log.warning(
+            "could not confirm Idempotency-Key; a retry after its claim expires "
+            "may queue the image again",
+            exc_info=True,
+        )
+    return ticket
+
+
+def _in_progress() -> HTTPException:
+    return _reject(
+        "in_progress",
+        409,
+        "A request with this Idempotency-Key is still being accepted; retry in a moment to get "
+        "its ticket.",
+        {"Retry-After": "1"},
+    )
 
 
 async def _accept(
@@ -217,6 +260,7 @@ async def _accept(
     decoder: DecodeGate,
     url: str | None = None,
     callback_url: str | None = None,
+    owner: str | None = None,
 ) -> SubmitResponse:
     with (
         request_context(request_id),
@@ -232,7 +276,9 @@ async def _accept(
         with tracer.start_as_current_span("read_evidence"):
             evidence = await run_in_threadpool(upload_evidence, source, settings)
         try:
-            await publisher.publish(request_id, image, evidence=evidence, callback_url=callback_url)
+            await publisher.publish(
+                request_id, image, evidence=evidence, callback_url=callback_url, owner=owner
+            )
         except PublishFailed as exc:
             log.error("could not queue the job: %s", exc)
             raise _reject(
@@ -251,7 +297,7 @@ async def _accept(
             if evidence
             else "",
         )
-        return _ticket(settings, request_id)
+        return _ticket(settings, request_id, callback_url is not None)
 
 
 async def _prepare(
@@ -279,9 +325,16 @@ async def _prepare(
         raise _reject("busy", 503, str(exc), {"Retry-After": str(exc.retry_after_s)}) from exc
 
 
-def _ticket(settings: PreprocessorSettings, request_id: str) -> SubmitResponse:
+def _ticket(
+    settings: PreprocessorSettings, request_id: str, hooked: bool = False
+) -> SubmitResponse:
     status_url = f"{settings.public_status_base_url.rstrip('/')}/v1/status/{request_id}"
-    return SubmitResponse(request_id=request_id, status_url=status_url)
+    secret = (
+        webhook_secret(settings.webhook_secret, request_id)
+        if hooked and settings.webhook_secret
+        else None
+    )
+    return SubmitResponse(request_id=request_id, status_url=status_url, webhook_secret=secret)
 
 
 def _new_request_id() -> str:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from penguin12.schemas import ErrorResponse, FieldErrors
 from penguin12.security import client_identity
-from penguin12.web import guard_public_route
+from penguin12.web import guard_public_route, owner_filter
 from preprocessor import remote
 from preprocessor.admission import Admission
 from preprocessor.api import (
@@ -45,6 +45,9 @@ class BatchItem(BaseModel):
     status_url: str | None = None
     error: str | None = Field(None, description="Why this image was refused.")
     status: int | None = Field(None, description="The HTTP status this image alone would get.")
+    webhook_secret: str | None = Field(
+        None, description="With a callback_url: this job's webhook signing secret."
+    )
 
 
 class BatchResponse(BaseModel):
@@ -60,6 +63,11 @@ class BatchResponse(BaseModel):
     responses={
         400: {"model": ErrorResponse, "description": "`callback_url` refused"},
         401: {"model": ErrorResponse, "description": "API key missing or wrong (when keys are on)"},
+        409: {
+            "model": BatchResponse,
+            "description": "No image queued: the first request with this Idempotency-Key is "
+            "still being accepted; see Retry-After",
+        },
         413: {"model": ErrorResponse, "description": f"More than {MAX_BATCH_FILES} files"},
         422: {
             "model": BatchResponse | ErrorResponse | FieldErrors,
@@ -114,6 +122,7 @@ async def infer_batch(
             {"Retry-After": "10"},
         )
     client = client_identity(request)
+    owner = owner_filter(request)
     items: list[BatchItem] = []
     for position, upload in enumerate(files):
         key = f"{idempotency_key}#{position}" if idempotency_key else None
@@ -130,7 +139,9 @@ async def infer_batch(
                     publisher=publisher,
                     decoder=decoder,
                     callback_url=callback,
+                    owner=owner,
                 ),
+                hooked=callback is not None,
             )
         except HTTPException as exc:
             items.append(
@@ -142,6 +153,7 @@ async def infer_batch(
                 filename=upload.filename,
                 request_id=ticket.request_id,
                 status_url=ticket.status_url,
+                webhook_secret=ticket.webhook_secret,
             )
         )
     accepted = sum(1 for i in items if i.request_id)
@@ -151,4 +163,6 @@ async def infer_batch(
         return JSONResponse(body, status_code=202)
     if any(i.status == 503 for i in items):
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+    if any(i.status == 409 for i in items):
+        return JSONResponse(body, status_code=409, headers={"Retry-After": "1"})
     return JSONResponse(body, status_code=422)

@@ -46,6 +46,7 @@ class JobPublisher:
         *,
         evidence: list[schemas.Finding] | None = None,
         callback_url: str | None = None,
+        owner: str | None = None,
     ) -> None:
         """Return once Kafka holds both records (acks=all), so the 202 is a promise we can keep."""
         submitted_at = time.time()
@@ -67,6 +68,7 @@ class JobPublisher:
             at=submitted_at,
             service=self._settings.service_name,
             callback_url=callback_url,
+            owner=owner,
         )
         if self._producer.brokers_down and not self._health.up:
             raise PublishFailed("Kafka is unreachable")
@@ -122,12 +124,35 @@ def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
         future.set_exception(KafkaDeliveryError(err.str()))
 
 
-class IdempotencyRegistry:
-    """Maps a client's Idempotency-Key to the request id of its first submission."""
+class IdempotencyInProgress(RuntimeError):
+    """The first request with this Idempotency-Key has not been answered yet."""
 
-    def __init__(self, client: redis.Redis, ttl_s: int):
+
+# Confirm (ARGV[3] = ttl) or release (ARGV[3] = '') the key, but only while we still hold it.
+_SETTLE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+_PENDING = "pending:"
+
+
+class IdempotencyRegistry:
+    """Maps a client's Idempotency-Key to the request id of its first *queued* submission.
+
+    A key is first claimed as ``pending:<request id>`` for at most ``pending_ttl_s``; only once the
+    job is in Kafka is it confirmed to ``<request id>``. A retry meanwhile gets
+    `IdempotencyInProgress` (409 + Retry-After), never a ticket for a job that may still fail; a
+    refused or failed first request releases the key, and if even that fails, the claim simply
+    expires. So a ticket handed out under a key always names a queued job.
+    """
+
+    def __init__(self, client: redis.Redis, ttl_s: int, pending_ttl_s: int = 120):
         self._redis = client
         self._ttl_s = ttl_s
+        self._pending_ttl_s = pending_ttl_s
+        self._settle = client.register_script(_SETTLE)
 
     @staticmethod
     def _key(client_identity: str, idempotency_key: str) -> str:
@@ -135,15 +160,31 @@ class IdempotencyRegistry:
         return f"penguin12:idem:{digest}"
 
     def lookup(self, client_identity: str, idempotency_key: str) -> str | None:
+        """The queued job's request id, None if the key is free; raises while it is in flight."""
         value = self._redis.get(self._key(client_identity, idempotency_key))
-        return value.decode() if isinstance(value, bytes) else None
+        if not isinstance(value, bytes):
+            return None
+        text = value.decode()
+        if text.startswith(_PENDING):
+            raise IdempotencyInProgress(text.removeprefix(_PENDING))
+        return text
 
     def claim(self, client_identity: str, idempotency_key: str, request_id: str) -> str:
-        """Claim the key for ``request_id``; returns the request id that owns it (ours or earlier)."""
+        """Claim the key for ``request_id``; returns the request id of the queued job that owns
+        it (ours if the claim succeeded); raises `IdempotencyInProgress` while another holds it."""
         key = self._key(client_identity, idempotency_key)
-        if self._redis.set(key, request_id, nx=True, ex=self._ttl_s):
+        if self._redis.set(key, _PENDING + request_id, nx=True, ex=self._pending_ttl_s):
             return request_id
-        return self.lookup(client_identity, idempotency_key) or request_id
+        return self.lookup(client_identity, idempotency_key) or self.claim(
+            client_identity, idempotency_key, request_id
+        )
 
-    def release(self, client_identity: str, idempotency_key: str) -> None:
-        self._redis.delete(self._key(client_identity, idempotency_key))
+    def confirm(self, client_identity: str, idempotency_key: str, request_id: str) -> bool:
+        """The job is queued: the key now names it for ``ttl_s``."""
+        key = self._key(client_identity, idempotency_key)
+        return bool(self._settle(keys=[key], args=[_PENDING + request_id, request_id, self._ttl_s]))
+
+    def release(self, client_identity: str, idempotency_key: str, request_id: str) -> None:
+        """Nothing was queued: free the key (if this request still holds it)."""
+        key = self._key(client_identity, idempotency_key)
+        self._settle(keys=[key], args=[_PENDING + request_id, "", ""])

@@ -57,7 +57,10 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
         backlog = BacklogMonitor(settings, health)
         backlog.start()
         app.state.admission = Admission(
-            backlog, IdempotencyRegistry(client, settings.idempotency_ttl_s)
+            backlog,
+            IdempotencyRegistry(
+                client, settings.idempotency_ttl_s, settings.idempotency_pending_ttl_s
+            ),
         )
         log.info(
             "ready: accepting uploads; status URLs point at %s; preparing images as %s (from %s)",

@@ -47,6 +47,12 @@ class PreprocessorSettings(ApiSettings):
     feature_extractor_group: str = "feature_extractor"
     # A repeated Idempotency-Key within this time returns the first request's ticket.
     idempotency_ttl_s: int = 24 * 3600
+    # How long a key stays claimed by a first request that is still being accepted (retries get
+    # 409 meanwhile); if that request dies without answering, the key is free again after this.
+    idempotency_pending_ttl_s: int = 120
+    # Master key of the webhook signatures (the same as provenance's): each job's own secret is
+    # derived from it and returned at submit when a callback_url is given.
+    webhook_secret: str = Field(default="", repr=False)
     # Read provenance evidence (C2PA, IPTC, generator tags) from each upload's own bytes.
     read_evidence: bool = True
     # A PEM file of root certificates whose C2PA signers count as trusted; unset: none do (a

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from penguin12.schemas import ErrorResponse, JobState, JobStatus
 from penguin12.state import JobStore
-from penguin12.web import guard_public_route
+from penguin12.web import guard_public_route, owner_filter
 from provenance import live
 
 router = APIRouter(prefix="/v1", tags=["status"], dependencies=[Depends(guard_public_route)])
@@ -60,7 +60,7 @@ async def get_status(
 ) -> JobState:
     if wait:
         return await live.long_poll(request, request_id, wait, since, final_only=until == "final")
-    state = await run_in_threadpool(store.get, request_id)
+    state = await run_in_threadpool(store.get_for, request_id, owner_filter(request))
     if state is None:
         raise HTTPException(
             status_code=404,

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from penguin12.schemas import TERMINAL_STATUSES, ErrorResponse, JobState, JobStatus
 from penguin12.state import EVENTS_PREFIX, JobStore, redis_options
-from penguin12.web import guard_public_route
+from penguin12.web import guard_public_route, owner_filter
 from provenance.settings import ProvenanceSettings
 
 log = logging.getLogger("penguin12.provenance.live")
@@ -162,12 +162,13 @@ async def long_poll(
     it is final, or ``wait_s`` (at most `MAX_WAIT_S`) has passed; with ``final_only``, only the
     last two count."""
     store = _store(request)
+    owner = owner_filter(request)
     deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
     with get_notifier(request).watch(request_id) as changed:
         baseline = since
         while True:
             changed.clear()
-            state = await run_in_threadpool(store.get, request_id)
+            state = await run_in_threadpool(store.get_for, request_id, owner)
             if state is None:
                 raise _not_found(request_id)
             if baseline is None:
@@ -203,7 +204,8 @@ def _sse(state: JobState) -> bytes:
 )
 async def status_events(request_id: RequestId, request: Request) -> StreamingResponse:
     store = _store(request)
-    first = await run_in_threadpool(store.get, request_id)
+    owner = owner_filter(request)
+    first = await run_in_threadpool(store.get_for, request_id, owner)
     if first is None:
         raise _not_found(request_id)
     notifier = get_notifier(request)
@@ -216,7 +218,7 @@ async def status_events(request_id: RequestId, request: Request) -> StreamingRes
         with notifier.watch(request_id) as changed:
             while True:
                 changed.clear()
-                state = await run_in_threadpool(store.get, request_id)
+                state = await run_in_threadpool(store.get_for, request_id, owner)
                 if state is None:
                     yield b"event: gone\ndata: {}\n\n"
                     return

@@ -4,7 +4,9 @@
   (published to the status topic like any other update, so the log stays the source of truth).
 - Rebuild: the status topic holds every update for `status_retention_ms`. If Redis loses job
   state (a marker key disappears: a flush, a new empty Redis), the topic is replayed from the start
-  into Redis. Replaying is always safe: updates are applied monotonically and idempotently.
+  into Redis, in a thread of its own that carries on after an interruption (never restarts from
+  the beginning), while the deadline sweeper keeps running for the jobs already replayed.
+  Replaying is always safe: updates are applied monotonically and idempotently.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ import contextlib
 import logging
 import threading
 import time
+import zlib
 
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from penguin12 import schemas
-from penguin12.kafka import AsyncProducer, client_config
+from penguin12.kafka import AsyncProducer, DeliveryError, client_config
 from penguin12.schemas import JobStatus, StatusUpdate
 from penguin12.state import JobStore
-from penguin12.worker import status_output
+from penguin12.worker import deliver, status_output
 from provenance.settings import ProvenanceSettings
 
 log = logging.getLogger("penguin12.provenance.maintenance")
@@ -30,55 +33,121 @@ log = logging.getLogger("penguin12.provenance.maintenance")
 REBUILD_BATCH = 500
 
 
-def rebuild_state(settings: ProvenanceSettings, store: JobStore, timeout_s: float = 600.0) -> int:
-    """Replay the status topic from its start up to its current end into Redis; returns records."""
-    consumer = Consumer(
-        {
-            **client_config(settings),
-            "group.id": f"{settings.consumer_group}-rebuild",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        topic = settings.topic_status
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-        todo = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
-        applied = replayed = 0
-        deadline = time.monotonic() + timeout_s
-        while todo and time.monotonic() < deadline:
-            updates: list[StatusUpdate] = []
-            for message in consumer.consume(REBUILD_BATCH, 1.0):
-                partition = message.partition()
-                if message.error() is None:
-                    # A poison record was dead-lettered by the live consumer already.
-                    with contextlib.suppress(schemas.PoisonMessage):
-                        updates.append(schemas.decode(StatusUpdate, message.value()))
-                    done = (message.offset() or 0) + 1 >= ends[partition]
-                else:
-                    done = True  # end of partition
-                if done:
-                    todo.discard(partition)
-            # In order, one Redis round trip per batch (as the live consumer records them).
-            replayed += len(updates)
-            applied += sum(store.apply_many(updates))
-        if todo:
-            raise TimeoutError(f"rebuild did not reach the end of partitions {sorted(todo)}")
-        log.info(
-            "rebuilt job state from %s: %d records replayed, %d applied", topic, replayed, applied
+def partition_of(key: str, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (``consistent_random``: CRC-32 of the key)
+    gives a keyed record: where a job's status records are."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class Rebuild:
+    """Replays the status topic, from its start up to its end when the rebuild began, into Redis.
+
+    It remembers how far each partition got, so after a failure (or a stall: no record for
+    `stall_s`) `run` carries on from there instead of starting again: a long rebuild finishes. It
+    tells the deadline sweeper which partitions are complete (`covers`).
+    """
+
+    def __init__(self, settings: ProvenanceSettings, store: JobStore, stall_s: float = 120.0):
+        self._settings = settings
+        self._store = store
+        self._stall_s = stall_s
+        self._ends: dict[int, int] | None = None
+        self._next: dict[int, int] = {}
+        self.partitions = 0
+        self.replayed = 0
+        self.applied = 0
+
+    @property
+    def finished(self) -> bool:
+        return self._ends is not None and all(
+            self._next.get(p, 0) >= end for p, end in self._ends.items()
         )
-        return replayed
-    finally:
-        consumer.close()
+
+    def covers(self, request_id: str) -> bool:
+        """True once every status record of this job from before the rebuild is applied."""
+        if self._ends is None or not self.partitions:
+            return False
+        p = partition_of(request_id, self.partitions)
+        return self._next.get(p, 0) >= self._ends.get(p, 0)
+
+    def run(self, stop: threading.Event | None = None) -> int:
+        """Replay until done (or until ``stop``); returns the records replayed in all."""
+        topic = self._settings.topic_status
+        consumer = Consumer(
+            {
+                **client_config(self._settings),
+                "group.id": f"{self._settings.consumer_group}-rebuild",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            if self._ends is None:
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                ends = {
+                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in partitions
+                }
+                self.partitions = len(partitions)
+                self._ends = ends
+            todo = {p for p, end in self._ends.items() if self._next.get(p, 0) < end}
+            consumer.assign(
+                [TopicPartition(topic, p, self._next.get(p, OFFSET_BEGINNING)) for p in todo]
+            )
+            progress_at = time.monotonic()
+            while todo and not (stop is not None and stop.is_set()):
+                updates: list[StatusUpdate] = []
+                positions: dict[int, int] = {}
+                for message in consumer.consume(REBUILD_BATCH, 1.0):
+                    partition = message.partition() or 0
+                    if message.error() is None:
+                        # A poison record was dead-lettered by the live consumer already.
+                        with contextlib.suppress(schemas.PoisonMessage):
+                            updates.append(schemas.decode(StatusUpdate, message.value()))
+                        positions[partition] = (message.offset() or 0) + 1
+                    else:  # end of partition
+                        positions[partition] = self._ends.get(partition, 0)
+                # In order, one Redis round trip per batch (as the live consumer records them);
+                # progress is remembered only once the batch is applied.
+                self.applied += sum(self._store.apply_many(updates))
+                self.replayed += len(updates)
+                for partition, position in positions.items():
+                    self._next[partition] = max(self._next.get(partition, 0), position)
+                    if self._next[partition] >= self._ends.get(partition, 0):
+                        todo.discard(partition)
+                if positions:
+                    progress_at = time.monotonic()
+                elif time.monotonic() - progress_at > self._stall_s:
+                    raise TimeoutError(
+                        f"rebuild made no progress for {self._stall_s:.0f} s on partitions "
+                        f"{sorted(todo)}; it will carry on from where it stopped"
+                    )
+            if not todo:
+                log.info(
+                    "rebuilt job state from %s: %d records replayed, %d applied",
+                    topic,
+                    self.replayed,
+                    self.applied,
+                )
+            return self.replayed
+        finally:
+            consumer.close()
+
+
+def rebuild_state(settings: ProvenanceSettings, store: JobStore) -> int:
+    """Replay the status topic from its start up to its current end into Redis; returns records."""
+    rebuild = Rebuild(settings, store)
+    while True:
+        try:
+            return rebuild.run()
+        except (KafkaException, redis.RedisError, TimeoutError) as exc:
+            log.warning("rebuild interrupted (%s); carrying on", exc)
+            time.sleep(2.0)
 
 
 class Maintenance:
-    """A daemon thread: times out overdue jobs, rebuilds lost state."""
+    """Times out overdue jobs (a daemon thread) and rebuilds lost state (another one), so the
+    deadline sweeper keeps running however long a rebuild takes."""
 
     def __init__(self, settings: ProvenanceSettings, store: JobStore, producer: AsyncProducer):
         self._settings = settings
@@ -87,6 +156,8 @@ class Maintenance:
         self._marker = f"state-complete:{settings.topic_status}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
+        self._rebuild: Rebuild | None = None
+        self._rebuild_thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -94,42 +165,83 @@ class Maintenance:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self._rebuild_thread is not None:
+            self._rebuild_thread.join(timeout=10)
+
+    @property
+    def rebuilding(self) -> Rebuild | None:
+        """The rebuild in progress, if any."""
+        return self._rebuild
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.ensure_state()
+            except (redis.RedisError, KafkaException) as exc:
+                log.warning("state check postponed: %s", exc)
+            try:
                 self.expire_overdue()
-            except (redis.RedisError, KafkaException, TimeoutError) as exc:
-                log.warning("maintenance postponed: %s", exc)
+            except (redis.RedisError, KafkaException, DeliveryError) as exc:
+                log.warning("deadline sweep postponed: %s", exc)
             self._stop.wait(self._settings.maintenance_interval_s)
 
     def ensure_state(self) -> None:
-        if self._store.has_marker(self._marker):
+        """Start a rebuild (in its own thread) when the state marker is missing."""
+        if self._rebuild is not None or self._store.has_marker(self._marker):
             return
         log.warning("job state marker missing: rebuilding state from the status topic")
-        rebuild_state(self._settings, self._store)
-        self._store.set_marker(self._marker, repr(time.time()))
+        self._rebuild = Rebuild(self._settings, self._store)
+        self._rebuild_thread = threading.Thread(
+            target=self._run_rebuild, args=(self._rebuild,), name="rebuild", daemon=True
+        )
+        self._rebuild_thread.start()
+
+    def _run_rebuild(self, rebuild: Rebuild) -> None:
+        while not self._stop.is_set():
+            try:
+                rebuild.run(self._stop)
+            except (KafkaException, redis.RedisError, TimeoutError) as exc:
+                log.warning("rebuild interrupted (%s); carrying on from where it stopped", exc)
+                self._stop.wait(2.0)
+                continue
+            if rebuild.finished:
+                try:
+                    self._store.set_marker(self._marker, repr(time.time()))
+                except redis.RedisError as exc:
+                    log.warning("rebuild done but its marker was not written: %s", exc)
+                    self._stop.wait(2.0)
+                    continue
+                self._rebuild = None
+            return
 
     def expire_overdue(self) -> int:
+        """FAIL the jobs past their deadline (counted from submission, or from a re-open).
+
+        During a rebuild, a job whose status records are not all replayed yet is left for later:
+        its COMPLETED may be on the way. The FAILED records are produced and acknowledged here;
+        one that is not stays in the open-jobs index and is produced again next time.
+        """
         deadline_s = self._settings.job_deadline_s
         overdue = self._store.overdue(time.time() - deadline_s)
-        for request_id, submitted_at in overdue:
+        rebuild = self._rebuild
+        outputs = []
+        for request_id, _since in overdue:
+            if rebuild is not None and not rebuild.covers(request_id):
+                continue
             state = self._store.get(request_id)
             if state is None or state.status in schemas.TERMINAL_STATUSES:
                 self._store.forget_open(request_id)
                 continue
             update = StatusUpdate(
                 request_id=request_id,
-                submitted_at=submitted_at,
+                submitted_at=state.submitted_at,
                 status=JobStatus.FAILED,
                 service=self._settings.service_name,
                 error=f"timed out: no result within {deadline_s:.0f} s of submission "
                 f"(last status {state.status.value})",
             )
-            out = status_output(self._settings, update)
-            self._producer.produce(out.topic, out.value, key=out.key, headers=out.headers)
-        if overdue:
-            self._producer.flush(10)
-            log.warning("%d overdue jobs marked FAILED (timeout)", len(overdue))
-        return len(overdue)
+            outputs.append(status_output(self._settings, update))
+        if outputs:
+            deliver(self._producer, outputs, timeout_s=30.0)
+            log.warning("%d overdue jobs marked FAILED (timeout)", len(outputs))
+        return len(outputs)
