@@ -238,7 +238,7 @@ def _port(parsed: httpx.URL) -> int:
 # ------------------------------------------------------------------------------ connections
 
 
-class _GuardedBackend(httpcore.SyncBackend):
+class GuardedBackend(httpcore.SyncBackend):
     """Resolve, check every address, then connect to a checked address (never re-resolve)."""
 
     def __init__(self, policy: UrlPolicy):
@@ -277,7 +277,7 @@ class GuardedTransport(httpx.HTTPTransport):
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=5.0,
-            network_backend=_GuardedBackend(policy),
+            network_backend=GuardedBackend(policy),
         )
 
 
@@ -293,7 +293,7 @@ def guarded_client(policy: UrlPolicy, timeout: float, user_agent: str) -> httpx.
 
 
 class _AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
-    """`_GuardedBackend` for asyncio: the lookup runs on the resolver's threads, then connects
+    """`GuardedBackend` for asyncio: the lookup runs on the resolver's threads, then connects
     to a checked address with anyio (cancellable, so the overall deadline can stop it)."""
 
     def __init__(self, policy: UrlPolicy):
@@ -474,6 +474,7 @@ def redact(url: str) -> str:
 
 
 __all__ = [
+    "GuardedBackend",
     "GuardedTransport",
     "UrlFetchFailed",
     "UrlPolicy",

@@ -51,10 +51,10 @@ from penguin12.logs import request_context
 from penguin12.schemas import TERMINAL_STATUSES, ErrorResponse, StatusUpdate
 from penguin12.security import sign_webhook, webhook_secret
 from penguin12.ssrf import (
+    GuardedBackend,
     UrlPolicy,
     UrlRefused,
     UrlSettings,
-    _GuardedBackend,
     redact,
 )
 from penguin12.state import CALLBACK_FIELD, KEY_PREFIX, RUN_FIELD, JobStore
@@ -330,7 +330,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-class _DeadlineBackend(_GuardedBackend):
+class _DeadlineBackend(GuardedBackend):
     """The SSRF-guarded connections (penguin12.ssrf), under the attempt's deadline."""
 
     def connect_tcp(
