@@ -6,13 +6,14 @@ accepted nasty image still completes, and the preprocessor's memory stays bounde
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from corpus.nasty import NastyFile, build
 
-from conftest import Stack, wait_for
+from conftest import Infra, Stack, wait_for
 
 MAX_PIXELS = 4_000_000  # the module-scoped `stack` fixture's PENGUIN12_MAX_IMAGE_PIXELS
 MAX_UPLOAD = 10 * 2**20
@@ -29,6 +30,28 @@ def memory(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) * 1024
     return fields
+
+
+@pytest.fixture(scope="module")
+def stack(
+    infra: Infra, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Conftest's module stack, decoding every upload at the front door (defer_decode off), so
+    that each nasty file's synchronous answer is what is tested here."""
+    s = Stack(
+        infra,
+        model_dir,
+        tmp_path_factory.mktemp("stack"),
+        extra_env={
+            "PENGUIN12_MAX_IMAGE_PIXELS": str(MAX_PIXELS),
+            "PENGUIN12_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "PENGUIN12_DEFER_DECODE": "false",
+        },
+    )
+    try:
+        yield s.start_all()
+    finally:
+        s.stop()
 
 
 @pytest.fixture(scope="module")
