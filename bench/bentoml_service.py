@@ -25,10 +25,13 @@ import numpy as np
 
 _WORKERS = int(os.environ.get("PENGUIN12_BENTO_WORKERS", "1"))
 _MAX_BATCH = int(os.environ.get("PENGUIN12_BENTO_MAX_BATCH", "16"))
-_MAX_LATENCY_MS = int(os.environ.get("PENGUIN12_BENTO_MAX_LATENCY_MS", "1000"))
+# BentoML's default for tasks (60 s): a shorter one makes its dispatcher refuse work under load
+# ("process is overloaded"), and the task then FAILS; a queue should queue.
+_MAX_LATENCY_MS = int(os.environ.get("PENGUIN12_BENTO_MAX_LATENCY_MS", "60000"))
 
 
-@bentoml.service(workers=_WORKERS, traffic={"timeout": 600})
+# Per-request access logging off: our services log one line per job, not per HTTP request.
+@bentoml.service(workers=_WORKERS, traffic={"timeout": 600}, logging={"access": {"enabled": False}})
 class Detector:
     def __init__(self) -> None:
         from penguin12_model import ClassifierModel, FeatureExtractorModel, ModelSettings

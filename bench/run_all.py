@@ -60,10 +60,10 @@ def table(names: list[str]) -> str:
     return "\n".join(rows)
 
 
-def cpu_table() -> str:
+def cpu_table(names: list[str]) -> str:
     """Markdown: scenario 2's CPU-ms per completed image by process, before (the front door
     decoding every upload) and after issue #14's deferred decode, both from this run."""
-    data = load_result("2_pipeline_saturated")
+    data = load_result("2_pipeline_saturated") if "2_pipeline_saturated" in names else None
     if data is None:
         return ""
     runs = data["figures"]["runs"]
@@ -137,7 +137,7 @@ def main() -> None:
             outcomes[name] = proc.returncode
             if proc.returncode:
                 log(f"{name} failed with exit code {proc.returncode}")
-    summary = table([n for n, _ in chosen]) + cpu_table()
+    summary = table([n for n, _ in chosen]) + cpu_table([n for n, _ in chosen])
     RESULTS.mkdir(parents=True, exist_ok=True)
     header = (
         f"{mode.name} run, {machine['date_utc']}, {machine['cpu_model']}, {machine['cores']} "
