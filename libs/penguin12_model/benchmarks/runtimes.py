@@ -1,6 +1,6 @@
 """Backbone runtime benchmark behind docs/model-performance.md.
 
-    uv run python services/model/benchmarks/runtimes.py [--rounds 5] [--procs 2] [--sections ...]
+    uv run python libs/penguin12_model/benchmarks/runtimes.py [--rounds 5] [--procs 2] [--sections ...]
 
 Sections:
 
