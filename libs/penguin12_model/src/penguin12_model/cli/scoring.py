@@ -14,6 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     from penguin12.schemas import Finding
 
+    from ..config import BundleConfig
     from ..engine import ClassifierModel, FeatureExtractorModel
     from ..settings import ModelSettings
 
@@ -30,7 +31,7 @@ class Models:
     classifier: ClassifierModel
 
     @property
-    def config(self) -> Any:
+    def config(self) -> BundleConfig:
         return self.features.config
 
     def describe(self) -> dict[str, Any]:
