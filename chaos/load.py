@@ -25,9 +25,9 @@ from chaos.config import PREPROCESSOR, PROVENANCE, api_headers
 from chaos.tracking import MISSING, Tracker
 
 SUBMIT_TIMEOUT_S = 20.0
+STATUS_TIMEOUT_S = 5.0
 # What a request that got no HTTP answer raises: refused, reset, cut short, or garbled.
 NO_ANSWER = (OSError, EOFError, ValueError, IndexError)
-STATUS_TIMEOUT_S = 5.0
 
 
 def photos(count: int) -> list[bytes]:
