@@ -33,7 +33,7 @@ lint: ## Ruff lint and format check
 	@$(RUN) ruff format --check .
 
 typecheck: ## Mypy over every service and the shared package
-	@$(RUN) mypy services/common/src services/model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src clients/python/src
+	@$(RUN) mypy libs/penguin12/src libs/penguin12_model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src clients/python/src
 
 test-only: ## Run the test suite (starts its own Kafka and Redis on free ports)
 	@$(RUN) pytest; rc=$$?; \
@@ -56,7 +56,7 @@ env: ## Write .env for `docker compose up`: random API key, webhook secret, Graf
 	@$(RUN) python -m penguin12_devstack env $(if $(FORCE),--force,)
 
 chaos: ## Faults, load and poison against the local stack (starts it); CHAOS_FULL=1 for the long run
-	@$(RUN) python chaos/run.py
+	@$(RUN) python -m chaos
 
 audit: ## Known vulnerabilities in uv.lock (allow-list: audit/allowlist.toml) and a secrets scan
 	@UV="$(UV)" $(RUN) python audit/audit.py

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_FILE = ROOT / "prometheus.yml"
 DASHBOARD_FILE = ROOT / "grafana" / "dashboards" / "penguin12.json"
-METRICS_FILE = ROOT / "services" / "common" / "src" / "penguin12" / "metrics.py"
+METRICS_FILE = ROOT / "libs" / "penguin12" / "src" / "penguin12" / "metrics.py"
 
 APP_SERVICES = ("preprocessor", "provenance", "feature_extractor", "classifier")
 SETTINGS: dict[str, type[BaseSettings]] = {
@@ -249,7 +249,7 @@ def test_model_images_are_cpu_only_with_a_baked_bundle(service: str) -> None:
     assert "PENGUIN12_MODEL_DIR=/models" in runtime_env
     args = [a for word, a in steps if word == "ARG"]
     assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
-    # The bundle is never resolved here but copied from the one shared stage (services/model).
+    # The bundle is never resolved here but copied from the one shared stage (libs/penguin12_model).
     assert ("FROM", "model_bundle AS bundle") in steps
     assert "COPY --from=bundle /models /models" in text
     assert "penguin12_model.bake" not in text and "hf_hub" not in text
@@ -260,14 +260,14 @@ def test_one_shared_stage_resolves_the_bundle_for_both_model_images(
 ) -> None:
     """Both model images copy the bundle the model_bundle build resolved (so one version), and a
     Hub failure there falls back to the embedded detector instead of failing the build."""
-    text = (ROOT / "services" / "model" / "Dockerfile").read_text()
+    text = (ROOT / "libs" / "penguin12_model" / "Dockerfile").read_text()
     steps = _instructions(text)
     args = [a for word, a in steps if word == "ARG"]
     for arg in ("PENGUIN12_MODEL_SOURCE=auto", "HF_REPO=nguyenpn/Penguin-12", "HF_REVISION=main"):
         assert arg in args
     assert "python -m penguin12_model.bake /models" in text
     services = compose["services"]
-    assert services["model_bundle"]["build"]["dockerfile"] == "services/model/Dockerfile"
+    assert services["model_bundle"]["build"]["dockerfile"] == "libs/penguin12_model/Dockerfile"
     for name in BUNDLE_SERVICES:
         assert services[name]["build"]["additional_contexts"] == {
             "model_bundle": "service:model_bundle"
@@ -301,7 +301,7 @@ def test_the_preprocessor_prepares_what_the_baked_bundle_declares(
     assert env["PENGUIN12_PREPROCESSING"] == "${PENGUIN12_PREPROCESSING:-}"
     assert "PENGUIN12_BUNDLE_INFO_FILE" not in env
     # The bundle stage writes the file there, with the key the preprocessor reads.
-    model_text = (ROOT / "services" / "model" / "Dockerfile").read_text()
+    model_text = (ROOT / "libs" / "penguin12_model" / "Dockerfile").read_text()
     assert "penguin12_model.bake /models" in model_text
     assert "COPY --from=builder /models /models" in model_text
 

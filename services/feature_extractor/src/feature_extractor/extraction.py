@@ -38,7 +38,7 @@ class FeatureExtraction:
         self._model = model
         self._cache = cache
         self._early = early
-        self._model_info = schemas.ModelInfo.model_validate(model.info.model_dump())
+        self._model_info = model.info
         self._decoders = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
