@@ -66,6 +66,10 @@ class Detector:
         )
         predictions = self.head.predict(self.backbone.embed(pixels))
         return [
-            {"prediction": p.label, "confidence": p.confidence, "demo": self.backbone.info.demo}
+            {
+                "prediction": p.prediction,
+                "confidence": p.confidence,
+                "demo": self.backbone.info.demo,
+            }
             for p in predictions
         ]

@@ -288,6 +288,8 @@ def run_bentoml(
             done = run["completed_per_s"] * measure_s
             run["cpu_ms_per_image"] = round(1e3 * cores * measure_s / done, 2) if done else None
             run["quiet"] = quiet
+            if run["failed"]:
+                log(f"  BentoML failed {run['failed']} tasks: see {RESULTS / 'logs' / SCENARIO}")
             runs[f"c{c}"] = run
             log(
                 f"  BentoML c={c}: {run['completed_per_s']} img/s, submit p99 "

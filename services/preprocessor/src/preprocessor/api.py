@@ -123,7 +123,9 @@ def _too_large(size: int, limit: int) -> str:
         415: {"model": ErrorResponse, "description": "Not a JPEG, PNG, WebP or BMP image"},
         422: {
             "model": ErrorResponse | FieldErrors,
-            "description": "Empty, truncated or corrupt image; malformed request fields",
+            "description": "Empty image; malformed request fields; a truncated or corrupt image "
+            "when it is decoded here (uploads over PENGUIN12_DEFER_DECODE_MAX_BYTES, or with "
+            "PENGUIN12_DEFER_DECODE=false; otherwise its job ends FAILED with that message)",
         },
         429: {
             "model": ErrorResponse,
