@@ -1,8 +1,12 @@
-"""Classifier settings (environment variables prefixed ``PENGUIN12_``)."""
+"""The classifier's one settings object: the worker part (``PENGUIN12_*``) and the model part
+(``PENGUIN12_MODEL_*``), read once by `classifier.main`."""
 
 from __future__ import annotations
 
-from penguin12.runner import WorkerSettings
+from pydantic import Field
+
+from penguin12.settings import WorkerSettings
+from penguin12_model import ModelSettings
 
 
 class ClassifierSettings(WorkerSettings):
@@ -10,3 +14,5 @@ class ClassifierSettings(WorkerSettings):
     consumer_group: str = "classifier"
     metrics_port: int = 9120
     max_batch_size: int = 64
+    # Which weights and how to run them (its own PENGUIN12_MODEL_* variables).
+    model: ModelSettings = Field(default_factory=ModelSettings)

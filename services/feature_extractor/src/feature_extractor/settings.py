@@ -1,8 +1,12 @@
-"""Feature extractor settings (environment variables prefixed ``PENGUIN12_``)."""
+"""The feature extractor's one settings object: the worker part (``PENGUIN12_*``) and the model
+part (``PENGUIN12_MODEL_*``), read once by `feature_extractor.main`."""
 
 from __future__ import annotations
 
-from penguin12.runner import WorkerSettings
+from pydantic import Field
+
+from penguin12.settings import WorkerSettings
+from penguin12_model import ModelSettings
 
 
 class FeatureExtractorSettings(WorkerSettings):
@@ -13,3 +17,5 @@ class FeatureExtractorSettings(WorkerSettings):
     max_batch_size: int = 16
     # Embeddings are a pure function of (pixels, model version): keep them a week.
     cache_ttl_s: int = 7 * 24 * 3600
+    # Which weights and how to run them (its own PENGUIN12_MODEL_* variables).
+    model: ModelSettings = Field(default_factory=ModelSettings)
