@@ -79,7 +79,7 @@ class LoadableModel(Protocol):
     def load(self) -> None: ...
 
 
-def settings_worker(
+def stream_worker(
     settings: WorkerSettings,
     source_topic: str,
     schema: type[M],

@@ -23,7 +23,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from opentelemetry import context as otel_context
 
 from penguin12 import deadletter, schemas, tracing
-from penguin12.kafka import MAX_RECORD_BYTES, AsyncProducer, DeliveryError, new_consumer
+from penguin12.kafka import (
+    MAX_RECORD_BYTES,
+    AsyncProducer,
+    DeliveryError,
+    new_consumer,
+    producer_config,
+)
 from penguin12.logs import request_context
 from penguin12.metrics import BATCH_SIZE, DELIVERY_LATENCY, MESSAGES, PROCESSING_LATENCY
 from penguin12.settings import CommonSettings
@@ -186,8 +192,6 @@ class StreamWorker(Generic[M]):
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; recover from transient failures by rewinding."""
-        from penguin12.kafka import producer_config
-
         own_producer = self.producer is None
         producer = self.producer or AsyncProducer(producer_config(self.settings))
         backoff = self.retry_backoff_s

@@ -6,7 +6,7 @@ from feature_extractor.cache import EmbeddingCache
 from feature_extractor.extraction import FeatureExtraction
 from feature_extractor.settings import FeatureExtractorSettings
 from penguin12.kafka import AsyncProducer
-from penguin12.runner import run_model_worker, settings_worker
+from penguin12.runner import run_model_worker, stream_worker
 from penguin12.schemas import ImageJob
 from penguin12.state import redis_options
 from penguin12.worker import EarlyOutputs, StreamWorker
@@ -21,9 +21,7 @@ def build_worker(
     )
     early = EarlyOutputs(producer)
     handler = FeatureExtraction(settings, model, cache, early)
-    return settings_worker(
-        settings, settings.topic_preprocessed, ImageJob, handler, producer, early
-    )
+    return stream_worker(settings, settings.topic_preprocessed, ImageJob, handler, producer, early)
 
 
 def main() -> None:
