@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
+import importlib
 import json
 import re
 import shutil
@@ -297,3 +299,23 @@ def test_the_preprocessor_prepares_what_the_baked_bundle_declares(
     assert "PENGUIN12_BUNDLE_INFO_FILE" not in env
     # The bundle stage writes the file there, with the key the preprocessor reads.
     assert any("penguin12_model.bake /models" in a for a in stages["bake"].args("RUN"))
+
+
+def test_the_python_the_build_runs_names_what_the_code_defines(stages: dict[str, Stage]) -> None:
+    """The `python -c` snippets of RUN steps cannot run here: at least they parse, and what they
+    import exists under that name (a renamed class fails this test, not a Docker host's build)."""
+    snippets = [
+        m.group(1)
+        for stage in stages.values()
+        for run in stage.args("RUN")
+        for m in re.finditer(r'python -c "([^"]+)"', run)
+    ]
+    assert snippets
+    for snippet in snippets:
+        for node in ast.walk(ast.parse(snippet)):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{node.module}.{alias.name}: {snippet}"
+    assert any("penguin12_model.bake" in a for a in stages["bake"].args("RUN"))
+    assert importlib.import_module("penguin12_model.bake").__name__ == "penguin12_model.bake"
