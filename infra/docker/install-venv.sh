@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install one workspace package into /app/.venv exactly as the root uv.lock pins it.
+# Install one workspace package into UV_PROJECT_ENVIRONMENT (/app/.venv) exactly as the root uv.lock pins it.
 #
 #   install-venv.sh deps PACKAGE      third-party dependencies only (before the sources are copied,
 #                                     so this slow layer is rebuilt only when the lock changes)
@@ -21,6 +21,7 @@ if [ -z "${package}" ]; then
     exit 2
 fi
 variant=${TORCH_VARIANT:-cpu}
+venv=${UV_PROJECT_ENVIRONMENT:-/app/.venv}
 locked=/tmp/locked-${package}.txt
 skip=/tmp/skip-${package}.txt
 
@@ -37,9 +38,9 @@ deps)
         | xargs uv sync --frozen --no-dev --no-editable --no-install-workspace --package "${package}"
     mapfile -t torch < <({ grep -E '^(torch|torchvision)==' "${locked}" || true; } | sed -E "s/ *;.*//; s/\$/+${variant}/")
     if [ "${variant}" != "lock" ] && [ "${#torch[@]}" -gt 0 ]; then
-        uv pip install --python /app/.venv/bin/python --no-deps \
+        uv pip install --python "${venv}/bin/python" --no-deps \
             --index-url "${TORCH_INDEX_URL:?}" "${torch[@]}"
-        /app/.venv/bin/python -c "import torch; print('torch', torch.__version__)"
+        "${venv}/bin/python" -c "import torch; print('torch', torch.__version__)"
     fi
     ;;
 workspace)
