@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install one workspace package into UV_PROJECT_ENVIRONMENT (/app/.venv) exactly as the root uv.lock pins it.
+# Install one workspace package into UV_PROJECT_ENVIRONMENT (the image's /app/.venv) exactly as
+# the root uv.lock pins it.
 #
 #   install-venv.sh deps PACKAGE      third-party dependencies only (before the sources are copied,
 #                                     so this slow layer is rebuilt only when the lock changes)
