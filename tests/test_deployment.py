@@ -446,8 +446,12 @@ def test_cluster_profile_runs_three_brokers_and_a_controller_like_the_local_clus
         assert services[name]["image"] == f"apache/kafka:{devkafka.kafka_version()}"
         assert services[name]["restart"] == "unless-stopped"
         assert "ports" not in services[name], f"{name}: the cluster publishes no host port"
-    # Only the profile's services are new: the default `docker compose up` is unchanged.
-    assert not [n for n, s in services.items() if n not in cluster and "profiles" in s]
+    # Only the profile's services are new: the default `docker compose up` is unchanged (the
+    # other profile, `ops`, holds the operator tools' one-shot container).
+    profiled = {
+        n: s["profiles"] for n, s in services.items() if n not in cluster and "profiles" in s
+    }
+    assert profiled == {"ops": ["ops"]}
     controller = services["kafka-controller"]["environment"]
     assert controller["KAFKA_PROCESS_ROLES"] == "controller"
     assert controller["KAFKA_NODE_ID"] == devkafka.CONTROLLER_NODE_ID

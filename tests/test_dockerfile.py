@@ -319,3 +319,19 @@ def test_the_python_the_build_runs_names_what_the_code_defines(stages: dict[str,
                     assert hasattr(module, alias.name), f"{node.module}.{alias.name}: {snippet}"
     assert any("penguin12_model.bake" in a for a in stages["bake"].args("RUN"))
     assert importlib.import_module("penguin12_model.bake").__name__ == "penguin12_model.bake"
+
+
+def test_the_operator_tools_have_an_image_of_their_own(
+    stages: dict[str, Stage], compose: dict[str, Any]
+) -> None:
+    """`docker compose run --rm ops penguin12-dlq list`: the DLQ tool in the deployment's network,
+    from its own workspace package (the service images do not carry it)."""
+    ops = compose["services"]["ops"]
+    assert ops["profiles"] == ["ops"] and ops["restart"] == "no"
+    assert (ops["build"]["target"], ops["build"]["args"]["PACKAGE"]) == ("ops", "penguin12-ops")
+    # The services' Kafka address and topics, so it reads and replays what they wrote.
+    assert ops["environment"] == compose["x-penguin12-env"]
+    assert stages["ops"].base == "runtime" and stages["ops"].args("HEALTHCHECK") == ["NONE"]
+    scripts = tomllib.loads((ROOT / "tools" / "penguin12_ops" / "pyproject.toml").read_text())
+    tool = stages["ops"].args("CMD")[-1].split('"')[1]
+    assert tool in scripts["project"]["scripts"]
