@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from penguin12_devstack.readiness import Probe, wait_http_ready, wait_until_ready
+from penguin12_devstack.readiness import wait_http_ready
 
 __all__ = [
     "HttpProcess",
@@ -107,17 +107,6 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait(timeout=30)
-
-    def wait_until(self, probe: Probe, timeout: float, interval: float = 0.1) -> None:
-        """Poll ``probe`` until ready; fail at once, with the log's tail, if the server dies."""
-        wait_until_ready(
-            probe,
-            what=self.name,
-            timeout=timeout,
-            process=self.process,
-            log_file=self.log_file,
-            interval=interval,
-        )
 
 
 @dataclass
