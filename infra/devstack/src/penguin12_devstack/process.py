@@ -116,14 +116,14 @@ class HttpProcess(ManagedProcess):
     health_url: str
     any_status: bool = False
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0, interval: float = 0.1) -> None:
         wait_http_ready(
             self.health_url,
             timeout,
             self.log_file,
             self.process,
             any_status=self.any_status,
-            interval=0.1,
+            interval=interval,
         )
 
 

@@ -26,8 +26,9 @@ SERVICE_MODULES = {
 class ServiceProcess(HttpProcess):
     """A service process, ready once its ``/readyz`` (``health_url``) answers 200."""
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        super().wait_ready(timeout)
+    def wait_ready(self, timeout: float = 120.0, interval: float = 0.25) -> None:
+        # A service's /readyz asks Kafka or Redis each time: a calmer poll than a bare server's.
+        super().wait_ready(timeout, interval)
 
 
 def start_service(
