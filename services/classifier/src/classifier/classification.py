@@ -9,10 +9,9 @@ import numpy as np
 from opentelemetry import trace
 
 from classifier.settings import ClassifierSettings
-from penguin12 import schemas
 from penguin12.evidence.verdict import apply_declarations
 from penguin12.logs import request_context
-from penguin12.schemas import FeaturesMessage, JobStatus, Result, StatusUpdate
+from penguin12.schemas import FeaturesMessage, JobStatus, ModelInfo, Result, StatusUpdate
 from penguin12.worker import Output, Record, status_output
 from penguin12_model import ClassifierModel
 
@@ -27,10 +26,10 @@ class Classification:
     settings: ClassifierSettings
     model: ClassifierModel
     # The served model as results name it (the model is loaded before the handler is built).
-    model_info: schemas.ModelInfo = field(init=False)
+    model_info: ModelInfo = field(init=False)
 
     def __post_init__(self) -> None:
-        self.model_info = schemas.ModelInfo.model_validate(self.model.info.model_dump())
+        self.model_info = self.model.info
 
     def __call__(self, records: list[Record[FeaturesMessage]]) -> list[Output]:
         for record in records:
@@ -53,7 +52,7 @@ class Classification:
         for record, prediction, span in zip(records, predictions, spans, strict=True):
             features = record.payload
             model_verdict = Result(
-                prediction=prediction.label,
+                prediction=prediction.prediction,
                 confidence=round(prediction.confidence, 6),
                 fake_probability=round(prediction.fake_probability, 6),
                 assessment=prediction.assessment,

@@ -20,5 +20,5 @@ def build_worker(
 
 def main() -> None:
     settings = ClassifierSettings()
-    model = ClassifierModel(settings.model)
+    model = ClassifierModel(settings)
     run_model_worker(settings, model, lambda producer: build_worker(settings, model, producer))

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from penguin12.settings import WorkerSettings
 from penguin12_model import ModelSettings
 
 
-class ClassifierSettings(WorkerSettings):
+class ClassifierSettings(WorkerSettings, ModelSettings):
     service_name: str = "classifier"
     consumer_group: str = "classifier"
     metrics_port: int = 9120
     max_batch_size: int = 64
-    # Which weights and how to run them (its own PENGUIN12_MODEL_* variables).
-    model: ModelSettings = Field(default_factory=ModelSettings)

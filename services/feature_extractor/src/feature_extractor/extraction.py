@@ -15,7 +15,7 @@ from feature_extractor.settings import FeatureExtractorSettings
 from penguin12 import schemas, tracing
 from penguin12.logs import request_context
 from penguin12.metrics import BACKBONE_IMAGES
-from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
+from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, ModelInfo, StatusUpdate
 from penguin12.worker import EarlyOutputs, Output, Record, status_output
 from penguin12_model import FeatureExtractorModel
 
@@ -32,10 +32,10 @@ class FeatureExtraction:
     cache: EmbeddingCache
     early: EarlyOutputs
     # The served model as results name it (the model is loaded before the handler is built).
-    model_info: schemas.ModelInfo = field(init=False)
+    model_info: ModelInfo = field(init=False)
 
     def __post_init__(self) -> None:
-        self.model_info = schemas.ModelInfo.model_validate(self.model.info.model_dump())
+        self.model_info = self.model.info
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
         spans = [

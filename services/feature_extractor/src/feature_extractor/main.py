@@ -26,5 +26,5 @@ def build_worker(
 
 def main() -> None:
     settings = FeatureExtractorSettings()
-    model = FeatureExtractorModel(settings.model)
+    model = FeatureExtractorModel(settings)
     run_model_worker(settings, model, lambda producer: build_worker(settings, model, producer))

@@ -3,13 +3,11 @@ part (``PENGUIN12_MODEL_*``), read once by `feature_extractor.main`."""
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from penguin12.settings import WorkerSettings
 from penguin12_model import ModelSettings
 
 
-class FeatureExtractorSettings(WorkerSettings):
+class FeatureExtractorSettings(WorkerSettings, ModelSettings):
     service_name: str = "feature_extractor"
     consumer_group: str = "feature_extractor"
     metrics_port: int = 9110
@@ -17,5 +15,3 @@ class FeatureExtractorSettings(WorkerSettings):
     max_batch_size: int = 16
     # Embeddings are a pure function of (pixels, model version): keep them a week.
     cache_ttl_s: int = 7 * 24 * 3600
-    # Which weights and how to run them (its own PENGUIN12_MODEL_* variables).
-    model: ModelSettings = Field(default_factory=ModelSettings)
