@@ -7,6 +7,7 @@ import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 from opentelemetry import trace
@@ -18,7 +19,7 @@ from penguin12 import schemas, tracing
 from penguin12.imaging import ImageRejected, prepare_image
 from penguin12.logs import request_context
 from penguin12.metrics import BACKBONE_IMAGES
-from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
+from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, ModelInfo, StatusUpdate
 from penguin12.worker import EarlyOutputs, Output, Record, status_output
 from penguin12_model import FeatureExtractorModel
 
@@ -26,20 +27,22 @@ log = logging.getLogger("penguin12.feature_extractor")
 tracer = trace.get_tracer("penguin12.feature_extractor")
 
 
+@dataclass
 class FeatureExtraction:
-    def __init__(
-        self,
-        settings: FeatureExtractorSettings,
-        model: FeatureExtractorModel,
-        cache: EmbeddingCache,
-        early: EarlyOutputs,
-    ):
-        self._settings = settings
-        self._model = model
-        self._cache = cache
-        self._early = early
-        self._model_info = model.info
-        self._decoders = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+    """The feature extractor's `StreamWorker` handler (one call per micro-batch)."""
+
+    settings: FeatureExtractorSettings
+    model: FeatureExtractorModel
+    cache: EmbeddingCache
+    early: EarlyOutputs
+    # The served model as results name it (the model is loaded before the handler is built).
+    model_info: ModelInfo = field(init=False)
+    # Decodes deferred uploads (settings.decode_threads threads).
+    decoders: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_info = self.model.info
+        self.decoders = ThreadPoolExecutor(self.settings.decode_threads, "decode")
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
         spans = [
@@ -64,9 +67,9 @@ class FeatureExtraction:
         # Tell clients at once that work started; the worker awaits these acknowledgements with
         # the batch's outputs before it stores the offsets.
         for record, ctx in zip(records, contexts, strict=True):
-            self._early.emit(
+            self.early.emit(
                 status_output(
-                    self._settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
+                    self.settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
                 )
             )
         failed: list[Output] = []
@@ -77,7 +80,7 @@ class FeatureExtraction:
                 with request_context(record.payload.request_id):
                     log.info("upload refused after the 202: %s", image)
                 update = self._status(record.payload, JobStatus.FAILED, error=image)
-                failed.append(status_output(self._settings, update, ctx))
+                failed.append(status_output(self.settings, update, ctx))
                 continue
             images.append(image)
             kept.append((record, ctx))
@@ -88,14 +91,14 @@ class FeatureExtraction:
         # `content_sha256` is not trusted (anyone who can write to the topic could poison the
         # cache for another image with it).
         digests = [hashlib.sha256(image.tobytes()).hexdigest() for image in images]
-        cached = self._cache.get_many(digests)
+        cached = self.cache.get_many(digests)
         missing = [i for i, value in enumerate(cached) if value is None]
         vectors: list[np.ndarray | None] = [
             None if value is None else np.frombuffer(value, dtype=np.float32) for value in cached
         ]
         if missing:
             started = time.perf_counter()
-            computed = self._model.embed(np.stack([images[i] for i in missing]))
+            computed = self.model.embed(np.stack([images[i] for i in missing]))
             BACKBONE_IMAGES.inc(len(missing))
             log.debug(
                 "backbone ran on %d images in %.1f ms",
@@ -107,7 +110,7 @@ class FeatureExtraction:
                 vector = np.ascontiguousarray(computed[row], dtype=np.float32)
                 vectors[i] = vector
                 fresh[digests[i]] = vector.tobytes()
-            self._cache.put_many(fresh)
+            self.cache.put_many(fresh)
         outputs: list[Output] = failed
         for i, (record, ctx) in enumerate(zip(records, contexts, strict=True)):
             job = record.payload
@@ -121,20 +124,20 @@ class FeatureExtraction:
                 request_id=job.request_id,
                 submitted_at=job.submitted_at,
                 embedding=embedding.tobytes(),
-                model=self._model_info,
+                model=self.model_info,
                 cache_hit=hit,
                 evidence=job.evidence,
             )
             outputs.append(
                 Output(
-                    self._settings.topic_features,
+                    self.settings.topic_features,
                     schemas.encode(features),
                     job.request_id,
                     tracing.inject_headers(ctx),
                 )
             )
             outputs.append(
-                status_output(self._settings, self._status(job, JobStatus.CLASSIFYING), ctx)
+                status_output(self.settings, self._status(job, JobStatus.CLASSIFYING), ctx)
             )
         return outputs
 
@@ -145,7 +148,7 @@ class FeatureExtraction:
         for record in records:
             if record.payload.upload is None:
                 self._check_prepared(record.payload)
-        return list(self._decoders.map(self._image, [r.payload for r in records]))
+        return list(self.decoders.map(self._image, [r.payload for r in records]))
 
     def _image(self, job: ImageJob) -> np.ndarray | str:
         if job.upload is None:
@@ -153,20 +156,20 @@ class FeatureExtraction:
         try:
             return prepare_image(
                 job.upload,
-                preprocessing=self._model.preprocessing,
-                max_pixels=self._settings.max_image_pixels,
-                max_decode_bytes=self._settings.max_decode_memory_mb << 20,
+                preprocessing=self.model.preprocessing,
+                max_pixels=self.settings.max_image_pixels,
+                max_decode_bytes=self.settings.max_decode_memory_mb << 20,
             ).pixels
         except ImageRejected as exc:
             return str(exc)
 
     def _check_prepared(self, job: ImageJob) -> None:
         """Pixels prepared for another model would give a confident, wrong answer: fail the job."""
-        wanted = self._model.preprocessing.key
+        wanted = self.model.preprocessing.key
         if job.preprocessing is not None and job.preprocessing != wanted:
             raise ValueError(
                 f"the image was prepared as {job.preprocessing}, but the served model "
-                f"{self._model_info.name} ({self._model_info.version}) needs {wanted}: "
+                f"{self.model_info.name} ({self.model_info.version}) needs {wanted}: "
                 f"set PENGUIN12_PREPROCESSING={wanted} on the preprocessor"
             )
 
@@ -175,6 +178,6 @@ class FeatureExtraction:
             request_id=job.request_id,
             submitted_at=job.submitted_at,
             status=status,
-            service=self._settings.service_name,
+            service=self.settings.service_name,
             error=error,
         )
