@@ -42,7 +42,7 @@ test-only: ## Run the test suite (starts its own Kafka and Redis on free ports)
 
 test: setup-test lint typecheck audit test-only ## Lint, type check, dependency audit and the whole test suite
 
-bench: setup ## Benchmarks, quick (a few minutes): bare limit, pipeline, ingest, vs sync, latency, growth
+bench: setup ## Benchmarks, quick (~15 minutes): bare limit, pipeline, ingest, vs sync, latency, growth, vs BentoML, ...
 	@$(RUN) python -m bench.run_all
 
 bench-full: setup ## Benchmarks, report mode (longer): the figures published in docs/benchmarks.md

@@ -16,11 +16,13 @@ from typing import Any
 BOUNDARY = "penguin12benchboundary7f3a"
 
 
-def multipart_body(data: bytes, filename: str = "image.jpg") -> tuple[str, bytes]:
-    """(content type, body) of a multipart form with one ``file`` field."""
+def multipart_body(
+    data: bytes, filename: str = "image.jpg", field: str = "file"
+) -> tuple[str, bytes]:
+    """(content type, body) of a multipart form with one file field (``file``: our API's)."""
     head = (
         f"--{BOUNDARY}\r\n"
-        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
         "Content-Type: image/jpeg\r\n\r\n"
     ).encode()
     return (

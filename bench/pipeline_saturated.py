@@ -3,8 +3,10 @@
 Closed-loop load of real, unique JPEGs (100-300 KB, several sizes: the embedding cache never hits)
 through POST /v1/infer until each job is COMPLETED, with 1 and then 2 feature_extractor
 processes. The completion rate is compared with the bare-work limit of scenario 1
-(bench/results/1_bare_work.json). Target: ratio >= 0.85 on the demo bundle, >= 0.9 on the embedded
-detector (issue 10: `--model embedded`).
+(bench/results/1_bare_work.json). Targets (issue #14, one feature extractor): completed/s ÷ bare >= 0.7
+and the whole system's CPU-ms per image ÷ bare's <= 1.3 on the demo bundle; >= 0.9 on the embedded
+detector (issue 10: `--model embedded`). Every run also gives the CPU-ms per completed image of each
+process (services, Kafka, Redis): where the architecture's own cost goes.
 
     uv run python -m bench.pipeline_saturated [--full] [--clients 64]
 """
@@ -21,7 +23,9 @@ from bench.load import build_bodies, closed_loop, observe_window
 from bench.stack import DEFAULT_WORKER_NICE, BenchStack, StatusWatcher, bench_model, infra
 
 SCENARIO = "2_pipeline_saturated"
-TARGET_RATIO = {"demo": 0.85, "embedded": 0.9}
+TARGET_RATIO = {"demo": 0.7, "embedded": 0.9}
+# The whole system's CPU per image may be at most this multiple of the bare work's (issue #14).
+CPU_RATIO_GOAL = 1.3
 MODEL = {
     "demo": "efficientnet_b0 demo bundle",
     "embedded": "embedded detector (CLIP ViT-B/16 INT8 + probe)",
@@ -79,7 +83,22 @@ async def measure(
     run["system_cpu_ms_per_image"] = (
         round(1e3 * system_cores * cpu["window_s"] / done, 2) if done else None
     )
+    run["cpu_ms_per_image_by_process"] = cpu_ms_by_process(cpu, done)
     return run
+
+
+def cpu_ms_by_process(cpu: dict[str, Any], completed: int) -> dict[str, float]:
+    """CPU-ms per completed image of each process in the window (feature extractors summed),
+    without the load generator."""
+    out: dict[str, float] = {}
+    if not completed:
+        return out
+    for name, cores in cpu["cpu_cores_by_process"].items():
+        if name == "bench":
+            continue
+        key = "feature_extractor" if name.startswith("feature_extractor") else name
+        out[key] = out.get(key, 0.0) + 1e3 * cores * cpu["window_s"] / completed
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
 def main() -> None:
@@ -106,6 +125,8 @@ def main() -> None:
     variants: list[tuple[str, int, dict[str, str], int]] = [
         (f"fe{n}", n, {}, nice0) for n in counts
     ]
+    # Before issue #14's deferred decode: the front door decodes every upload (same run, fe1).
+    variants.append(("fe1-decode-at-door", 1, {"PENGUIN12_DEFER_DECODE": "false"}, nice0))
     threads = args.threads if args.threads is not None else mode.pick("", "2")
     for t in filter(None, threads.split(",")):
         env = {"PENGUIN12_MODEL_NUM_THREADS": t}
@@ -178,6 +199,17 @@ def main() -> None:
                 note=f"{run['completed_per_s']} img/s vs bare {limit} img/s",
             )
         )
+        if bench_model() == "demo" and key == "fe1" and run.get("cpu_efficiency_vs_bare"):
+            result.targets.append(
+                Target(
+                    "system CPU-ms per image ÷ bare, fe1",
+                    run["system_cpu_ms_per_image"] / result.figures["bare_cpu_ms_per_image"],
+                    CPU_RATIO_GOAL,
+                    higher_is_better=False,
+                    note=f"{run['system_cpu_ms_per_image']} vs bare "
+                    f"{result.figures['bare_cpu_ms_per_image']} CPU-ms per image",
+                )
+            )
     parts = ", ".join(
         f"{k}: {r['completed_per_s']:.1f} img/s (x{r['ratio_to_bare']} of bare)"
         for k, r in runs.items()

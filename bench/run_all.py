@@ -36,6 +36,7 @@ SCENARIOS = [
     ("7_extractor_stage", "bench.extractor_stage", False),
     ("8_hostile_uploads", "bench.hostile_uploads", False),
     ("9_evidence_cost", "bench.evidence_cost", False),
+    ("10_vs_bentoml", "bench.vs_bentoml", False),
     ("diag_kafka_cost", "bench.kafka_cost", True),
     ("diag_status_store_cost", "bench.status_store_cost", True),
 ]
@@ -57,6 +58,38 @@ def table(names: list[str]) -> str:
                 f"{t['ratio_to_goal']} | {t['status']} |"
             )
     return "\n".join(rows)
+
+
+def cpu_table(names: list[str]) -> str:
+    """Markdown: scenario 2's CPU-ms per completed image by process, before (the front door
+    decoding every upload) and after issue #14's deferred decode, both from this run."""
+    data = load_result("2_pipeline_saturated") if "2_pipeline_saturated" in names else None
+    if data is None:
+        return ""
+    runs = data["figures"]["runs"]
+    cols = [(k, runs[k]) for k in ("fe1-decode-at-door", "fe1", "fe2") if k in runs]
+    names: list[str] = []
+    for _, run in cols:
+        names += [n for n in run.get("cpu_ms_per_image_by_process", {}) if n not in names]
+    head = "| process | " + " | ".join(k for k, _ in cols) + " |"
+    rows = [head, "|---" * (len(cols) + 1) + "|"]
+    for name in names:
+        cells = [str(run.get("cpu_ms_per_image_by_process", {}).get(name, "")) for _, run in cols]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows.append(
+        "| **all** | " + " | ".join(str(r["system_cpu_ms_per_image"]) for _, r in cols) + " |"
+    )
+    rows.append("| completed/s | " + " | ".join(str(r["completed_per_s"]) for _, r in cols) + " |")
+    rows.append(
+        "| others' cores | "
+        + " | ".join(str(r["cpu"]["foreign_busy_cores"]) for _, r in cols)
+        + " |"
+    )
+    bare = data["figures"].get("bare_cpu_ms_per_image")
+    return (
+        "\n\nCPU-ms per completed image, by process (scenario 2; bare work: "
+        f"{bare} CPU-ms per image):\n\n" + "\n".join(rows)
+    )
 
 
 def main() -> None:
@@ -104,7 +137,7 @@ def main() -> None:
             outcomes[name] = proc.returncode
             if proc.returncode:
                 log(f"{name} failed with exit code {proc.returncode}")
-    summary = table([n for n, _ in chosen])
+    summary = table([n for n, _ in chosen]) + cpu_table([n for n, _ in chosen])
     RESULTS.mkdir(parents=True, exist_ok=True)
     header = (
         f"{mode.name} run, {machine['date_utc']}, {machine['cpu_model']}, {machine['cores']} "

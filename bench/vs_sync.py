@@ -8,8 +8,8 @@ The same unique JPEGs, the same model, the same closed-loop users (32, then 128 
   answers with the verdict (same allocator settings as our services, so only the design differs).
 
 Figures: completed images/s and latency p50/p99 for both; for ours the front door's latency
-(POST /v1/infer) and the end-to-end latency. Targets: ours completes >= as many images/s, and its
-front door's p99 is >= 10x lower than the sync endpoint's p99.
+(POST /v1/infer) and the end-to-end latency. Targets: ours completes >= 1.15x as many images/s
+(issue #14), and its front door's p99 is >= 10x lower than the sync endpoint's p99.
 
     uv run python -m bench.vs_sync [--full] [--clients 32,128]
 """
@@ -45,6 +45,7 @@ from penguin12_devstack.readiness import wait_http_ready
 
 SCENARIO = "4_vs_sync"
 P99_FACTOR_GOAL = 10.0
+THROUGHPUT_GOAL = 1.15
 
 
 def _add_args(parser: argparse.ArgumentParser) -> None:
@@ -217,7 +218,7 @@ def main() -> None:
         }
         table.append(row)
         result.targets.append(
-            Target(f"ours/sync completed img/s, c={c}", row["throughput_ratio"], 1.0)
+            Target(f"ours/sync completed img/s, c={c}", row["throughput_ratio"], THROUGHPUT_GOAL)
         )
         result.targets.append(
             Target(f"sync p99 ÷ our front-door p99, c={c}", row["p99_factor"], P99_FACTOR_GOAL)

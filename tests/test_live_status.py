@@ -228,3 +228,39 @@ def test_plain_status_is_unchanged_by_live_status(stack: Stack, store: JobStore)
     response = httpx.get(stack.url("provenance", f"/v1/status/{job.request_id}"), timeout=10)
     assert response.status_code == 200
     assert set(response.json()) == {"request_id", "status", "submitted_at", "last_updated"}
+
+
+def test_a_final_only_waiter_is_woken_by_final_statuses_only() -> None:
+    """`until=final` long-polls are not woken (nor re-read the state) at every step of a job
+    (issue #14); an unknown status (a lost subscription) still wakes everyone."""
+    import asyncio
+
+    from provenance.live import StatusNotifier
+
+    async def scenario() -> list[tuple[str | None, bool, bool]]:
+        notifier = StatusNotifier("redis://127.0.0.1:1/0")  # nothing listens: never connects
+        seen = []
+        try:
+            with (
+                notifier.watch("job-1", final_only=True) as final,
+                notifier.watch("job-1") as every,
+                notifier.watch("job-2", final_only=True) as other,
+            ):
+                for status in ("PROCESSING_FEATURES", "CLASSIFYING", "COMPLETED", None):
+                    final.clear()
+                    every.clear()
+                    notifier._wake("job-1", status)
+                    seen.append((status, final.is_set(), every.is_set()))
+                assert not other.is_set()  # another job's changes do not wake it
+                notifier._wake()  # the subscription was lost: every waiter re-reads
+                assert other.is_set()
+        finally:
+            await notifier.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        ("PROCESSING_FEATURES", False, True),
+        ("CLASSIFYING", False, True),
+        ("COMPLETED", True, True),
+        (None, True, True),
+    ]

@@ -26,6 +26,9 @@ RECORDS: dict[str, type[schemas._Message]] = {
     # it as an unknown field, so upgrade the feature extractors before the preprocessor).
     "image_job_prepared.json": ImageJob,
     "image_job_with_evidence.json": ImageJob,
+    # Since issue 14: the upload as it came, decoded by the feature extractor (deferred decode;
+    # upgrade the feature extractors before the preprocessor, as for `preprocessing`).
+    "image_job_upload.json": ImageJob,
     "features.json": FeaturesMessage,
     "features_with_evidence.json": FeaturesMessage,
     "status_processing.json": StatusUpdate,
@@ -82,3 +85,37 @@ def test_an_unknown_field_is_refused_as_poison_with_the_job_id() -> None:
         schemas.decode(StatusUpdate, json.dumps(record).encode())
     assert "priority" in refused.value.reason
     assert refused.value.request_id == record["request_id"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"upload": "AAEC"},  # both the pixels and the upload
+        {"pixels": None, "height": None, "width": None},  # neither
+        {"height": None},  # pixels without their shape
+    ],
+    ids=["both", "neither", "pixels-without-shape"],
+)
+def test_an_image_job_carries_exactly_one_image(change: dict[str, Any]) -> None:
+    record = {**_record("image_job.json"), **change}
+    record = {k: v for k, v in record.items() if v is not None}
+    with pytest.raises(schemas.PoisonMessage) as refused:
+        schemas.decode(ImageJob, json.dumps(record).encode())
+    assert refused.value.request_id == record["request_id"]
+
+
+def test_a_deferred_upload_round_trips_byte_for_byte() -> None:
+    upload = bytes(range(256)) * 3
+    job = ImageJob(
+        request_id="r-1",
+        submitted_at=1.0,
+        upload=upload,
+        content_sha256="0" * 64,
+        source_format="PNG",
+    )
+    wire = schemas.encode(job)
+    assert set(json.loads(wire)) == set(_record("image_job_upload.json"))  # nothing else sent
+    decoded = schemas.decode(ImageJob, wire)
+    assert decoded.upload == upload and decoded.pixels is None
+    with pytest.raises(ValueError, match="not prepared pixels"):
+        decoded.array()

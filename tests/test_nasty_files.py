@@ -7,12 +7,14 @@ accepted nasty image still completes, and the preprocessor's memory stays bounde
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from corpus.nasty import NastyFile, build
 
-from conftest import ROOT, Stack, wait_for
+from conftest import ROOT, Infra, Stack, wait_for
 
 sys.path.insert(0, str(ROOT))
 from bench.hostile_uploads import memory  # the benchmark's own reading of RSS and its peak
@@ -22,6 +24,28 @@ MAX_UPLOAD = 10 * 2**20
 RSS_BUDGET_BYTES = 300 * 2**20
 CORPUS = build(MAX_PIXELS, MAX_UPLOAD)
 ACCEPTED: dict[str, str] = {}  # corpus name -> request id
+
+
+@pytest.fixture(scope="module")
+def stack(
+    infra: Infra, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Conftest's module stack, decoding every upload at the front door (defer_decode off), so
+    that each nasty file's synchronous answer is what is tested here."""
+    s = Stack(
+        infra,
+        model_dir,
+        tmp_path_factory.mktemp("stack"),
+        extra_env={
+            "PENGUIN12_MAX_IMAGE_PIXELS": str(MAX_PIXELS),
+            "PENGUIN12_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "PENGUIN12_DEFER_DECODE": "false",
+        },
+    )
+    try:
+        yield s.start_all()
+    finally:
+        s.stop()
 
 
 @pytest.fixture(scope="module")

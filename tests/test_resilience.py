@@ -418,7 +418,8 @@ def test_a_failing_batch_is_retried_record_by_record(
     """Jobs queue up while no feature extractor runs; one of them is malformed. When the worker
     starts, it takes the queue in micro-batches of more than one record; the batch holding the bad
     record fails as a whole and is retried one record at a time, so only the bad job fails."""
-    stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="16")
+    # Prepared pixels on the topic (not deferred uploads), so that one job's can be cut short.
+    stack = make_stack(PENGUIN12_MAX_BATCH_SIZE="16", PENGUIN12_DEFER_DECODE="false")
     stack.start("provenance")
     stack.start("preprocessor")
     stack.start("classifier")

@@ -181,11 +181,23 @@ def test_api_refuses_bad_uploads_clearly(
     assert phrase in response.json()["detail"]
 
 
-def test_truncated_jpeg_is_refused(stack: Stack, photos: dict[str, bytes]) -> None:
+def test_truncated_jpeg_fails_after_the_202_with_the_decode_message(
+    stack: Stack, photos: dict[str, bytes]
+) -> None:
+    """Deferred decode (the default): the header is fine, so the upload is queued; the feature
+    extractor finds the pixels cut short and the job ends FAILED with what a 422 would have
+    said. (With PENGUIN12_DEFER_DECODE=false it is a 422 at once: tests/test_nasty_files.py.)"""
     data = photos["chelsea.jpg"]
     response = stack.submit(data[: len(data) // 3])
-    assert response.status_code == 422
-    assert "truncated or corrupt" in response.json()["detail"]
+    assert response.status_code == 202, response.text
+    final = stack.wait_final(response.json()["request_id"])
+    assert final["status"] == "FAILED"
+    assert "truncated or corrupt" in final["error"], final
+    # Nothing dead-lettered: a corrupt upload is the client's error, not a poison record.
+    assert stack.metric("feature_extractor-0", "penguin12_messages_total", "dead_lettered") == 0
+    # And the next image goes through.
+    ok = stack.submit(photos["coffee.jpg"])
+    assert stack.wait_final(ok.json()["request_id"])["status"] == "COMPLETED"
 
 
 def test_oversized_file_is_413(stack: Stack) -> None:
@@ -223,9 +235,14 @@ def test_an_animated_upload_is_judged_on_its_first_frame(stack: Stack) -> None:
         if m.key().decode() == request_id
     ]
     job = ImageJob.model_validate_json(record.value())
-    pixels = job.array()
+    if job.upload is not None:  # deferred decode: queued as uploaded, decoded the same way
+        assert job.upload == data
+        assert job.content_sha256 == hashlib.sha256(data).hexdigest()
+        pixels = prepare(job.upload)
+    else:
+        pixels = job.array()
+        assert job.content_sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()  # cache key
     assert np.abs(pixels.reshape(-1, 3).mean(0) - (230, 30, 30)).max() <= 3
-    assert job.content_sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()  # the cache key
 
 
 # --- decoding bounded in memory (issue #11, item 1) -----------------------------------------

@@ -3,7 +3,11 @@
 Each Kafka message is JSON with a ``schema_version``; a consumer that meets a version or shape it
 does not know treats the record as poison (dead-letter + FAILED), never as a reason to stop.
 Image pixels and embeddings travel as base64 inside the JSON: a prepared 224x224 RGB image is
-150 KB raw (about 200 KB encoded), far under Kafka's 1 MB default record limit whatever the upload.
+150 KB raw (about 200 KB encoded), far under Kafka's 1 MB default record limit whatever the upload;
+an upload whose decode is deferred to the feature extractor travels as it came, only when it is
+small enough for the record (`preprocessor.settings.defer_decode_max_bytes`). Binary records
+instead of JSON were measured (issue #14) and not adopted: base64 and JSON cost 0.3 CPU-ms of a
+job's ~38 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -109,14 +113,23 @@ class _Message(BaseModel):
 
 
 class ImageJob(_Message):
-    """preprocessor -> feature_extractor: the prepared image as uint8 RGB, height x width x 3."""
+    """preprocessor -> feature_extractor: one image, as either
 
-    pixels: bytes
-    height: int = Field(gt=0)
-    width: int = Field(gt=0)
+    - ``pixels``: prepared by the preprocessor, uint8 RGB, ``height`` x ``width`` x 3; or
+    - ``upload``: the file as uploaded, its header already checked (format, pixel count, decode
+      memory), decoded and prepared by the feature extractor (deferred decode, issue #14). A
+      feature extractor from before #14 refuses such a record (unknown field), so upgrade the
+      feature extractors before the preprocessors, or set PENGUIN12_DEFER_DECODE=false meanwhile.
+    """
+
+    pixels: bytes | None = None
+    height: int | None = Field(None, gt=0)
+    width: int | None = Field(None, gt=0)
+    # None (off the wire) unless the decode is deferred.
+    upload: bytes | None = None
     content_sha256: str = Field(
-        description="sha256 of the prepared pixels. Informative: the extractor recomputes it "
-        "for its cache key and never trusts this value."
+        description="sha256 of the prepared pixels (of the upload when deferred). Informative: "
+        "the extractor recomputes it for its cache key and never trusts this value."
     )
     source_format: str
     # How the pixels were prepared (Preprocessing.key); the feature extractor refuses pixels
@@ -126,7 +139,17 @@ class ImageJob(_Message):
     # something was found (None, not [], by default) so older consumers keep accepting the rest.
     evidence: list[Finding] | None = Field(default=None, max_length=64)
 
+    @model_validator(mode="after")
+    def _one_image(self) -> ImageJob:
+        if (self.pixels is None) == (self.upload is None):
+            raise ValueError("exactly one of pixels and upload must be given")
+        if self.pixels is not None and (self.height is None or self.width is None):
+            raise ValueError("pixels need height and width")
+        return self
+
     def array(self) -> np.ndarray:
+        if self.pixels is None or self.height is None or self.width is None:
+            raise ValueError("the job carries the upload, not prepared pixels")
         expected = self.height * self.width * 3
         if len(self.pixels) != expected:
             raise ValueError(f"pixels hold {len(self.pixels)} bytes, expected {expected}")

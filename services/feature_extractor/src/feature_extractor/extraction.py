@@ -1,18 +1,22 @@
-"""The batch handler: cache lookup, one backbone run for the misses, features + status out."""
+"""The batch handler: decode deferred uploads, cache lookup, one backbone run for the misses,
+features + status out."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 from feature_extractor.cache import EmbeddingCache
 from feature_extractor.settings import FeatureExtractorSettings
 from penguin12 import schemas, tracing
+from penguin12.imaging import ImageRejected, prepare_image
 from penguin12.logs import request_context
 from penguin12.metrics import BACKBONE_IMAGES
 from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, ModelInfo, StatusUpdate
@@ -33,9 +37,12 @@ class FeatureExtraction:
     early: EarlyOutputs
     # The served model as results name it (the model is loaded before the handler is built).
     model_info: ModelInfo = field(init=False)
+    # Decodes deferred uploads (settings.decode_threads threads).
+    decoders: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.model_info = self.model.info
+        self.decoders = ThreadPoolExecutor(self.settings.decode_threads, "decode")
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
         spans = [
@@ -65,9 +72,21 @@ class FeatureExtraction:
                     self.settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
                 )
             )
-        for record in records:
-            self._check_prepared(record.payload)
-        images = [r.payload.array() for r in records]  # raises on a malformed payload
+        failed: list[Output] = []
+        images: list[np.ndarray] = []
+        kept: list[tuple[Record[ImageJob], Context]] = []
+        for record, ctx, image in zip(records, contexts, self._images(records), strict=True):
+            if isinstance(image, str):  # a deferred upload whose pixels could not be decoded
+                with request_context(record.payload.request_id):
+                    log.info("upload refused after the 202: %s", image)
+                update = self._status(record.payload, JobStatus.FAILED, error=image)
+                failed.append(status_output(self.settings, update, ctx))
+                continue
+            images.append(image)
+            kept.append((record, ctx))
+        if not kept:
+            return failed
+        records, contexts = [r for r, _ in kept], [c for _, c in kept]
         # The cache key is the hash of the pixels as received, computed here: the record's own
         # `content_sha256` is not trusted (anyone who can write to the topic could poison the
         # cache for another image with it).
@@ -92,7 +111,7 @@ class FeatureExtraction:
                 vectors[i] = vector
                 fresh[digests[i]] = vector.tobytes()
             self.cache.put_many(fresh)
-        outputs: list[Output] = []
+        outputs: list[Output] = failed
         for i, (record, ctx) in enumerate(zip(records, contexts, strict=True)):
             job = record.payload
             embedding = vectors[i]
@@ -122,6 +141,28 @@ class FeatureExtraction:
             )
         return outputs
 
+    def _images(self, records: list[Record[ImageJob]]) -> list[np.ndarray | str]:
+        """Each job's prepared pixels, or why its upload cannot be decoded (in words for the
+        client: the same message the front door's 422 gives). Deferred uploads are decoded and
+        prepared here, as the served model wants them, on ``decode_threads`` threads."""
+        for record in records:
+            if record.payload.upload is None:
+                self._check_prepared(record.payload)
+        return list(self.decoders.map(self._image, [r.payload for r in records]))
+
+    def _image(self, job: ImageJob) -> np.ndarray | str:
+        if job.upload is None:
+            return job.array()  # raises on a malformed payload
+        try:
+            return prepare_image(
+                job.upload,
+                preprocessing=self.model.preprocessing,
+                max_pixels=self.settings.max_image_pixels,
+                max_decode_bytes=self.settings.max_decode_memory_mb << 20,
+            ).pixels
+        except ImageRejected as exc:
+            return str(exc)
+
     def _check_prepared(self, job: ImageJob) -> None:
         """Pixels prepared for another model would give a confident, wrong answer: fail the job."""
         wanted = self.model.preprocessing.key
@@ -132,10 +173,11 @@ class FeatureExtraction:
                 f"set PENGUIN12_PREPROCESSING={wanted} on the preprocessor"
             )
 
-    def _status(self, job: ImageJob, status: JobStatus) -> StatusUpdate:
+    def _status(self, job: ImageJob, status: JobStatus, error: str | None = None) -> StatusUpdate:
         return StatusUpdate(
             request_id=job.request_id,
             submitted_at=job.submitted_at,
             status=status,
             service=self.settings.service_name,
+            error=error,
         )

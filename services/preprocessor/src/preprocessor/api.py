@@ -22,6 +22,7 @@ from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 
 from penguin12.imaging import (
+    ImageProbe,
     ImageRejected,
     PreparedImage,
     check_decode_budget,
@@ -36,7 +37,7 @@ from penguin12.web import guard_public_route, owner_filter
 from preprocessor import remote
 from preprocessor.admission import Admission
 from preprocessor.decoding import DecodeBusy, DecodeGate
-from preprocessor.jobs import IdempotencyInProgress, JobPublisher, PublishFailed
+from preprocessor.jobs import DeferredUpload, IdempotencyInProgress, JobPublisher, PublishFailed
 from preprocessor.settings import PreprocessorSettings
 from preprocessor.upload import upload_evidence
 
@@ -122,7 +123,9 @@ def _too_large(size: int, limit: int) -> str:
         415: {"model": ErrorResponse, "description": "Not a JPEG, PNG, WebP or BMP image"},
         422: {
             "model": ErrorResponse | FieldErrors,
-            "description": "Empty, truncated or corrupt image; malformed request fields",
+            "description": "Empty image; malformed request fields; a truncated or corrupt image "
+            "when it is decoded here (uploads over PENGUIN12_DEFER_DECODE_MAX_BYTES, or with "
+            "PENGUIN12_DEFER_DECODE=false; otherwise its job ends FAILED with that message)",
         },
         429: {
             "model": ErrorResponse,
@@ -271,8 +274,16 @@ async def _accept(
             source = _upload_source(file, settings.max_upload_bytes)
         else:
             source = await remote.download(url or "", settings.max_upload_bytes)
-        with tracer.start_as_current_span("preprocess"):
-            image = await _prepare(source, settings, decoder)
+        image: PreparedImage | DeferredUpload
+        deferred = _deferrable(source, settings)
+        if deferred is not None:
+            with tracer.start_as_current_span("check_header"):
+                probe = await _check_header(deferred, settings)
+            image = DeferredUpload(deferred, probe.format)
+            source = deferred
+        else:
+            with tracer.start_as_current_span("preprocess"):
+                image = await _prepare(source, settings, decoder)
         with tracer.start_as_current_span("read_evidence"):
             evidence = await run_in_threadpool(upload_evidence, source, settings)
         try:
@@ -289,10 +300,11 @@ async def _accept(
             ) from exc
         JOBS_SUBMITTED.labels(outcome="accepted").inc()
         log.info(
-            "accepted %s %dx%d%s",
+            "accepted %s%s%s",
             image.source_format,
-            image.original_width,
-            image.original_height,
+            " (decode deferred)"
+            if isinstance(image, DeferredUpload)
+            else f" {image.original_width}x{image.original_height}",
             f"; evidence: {', '.join(f'{f.source}/{f.finding}' for f in evidence)}"
             if evidence
             else "",
@@ -300,10 +312,21 @@ async def _accept(
         return _ticket(settings, request_id, callback_url is not None)
 
 
-async def _prepare(
-    source: BinaryIO | bytes, settings: PreprocessorSettings, decoder: DecodeGate
-) -> PreparedImage:
-    """Probe the header, refuse or wait for room in the decode budget, then decode on its pool."""
+def _deferrable(source: BinaryIO | bytes, settings: PreprocessorSettings) -> bytes | None:
+    """The upload's bytes if its decode is left to the feature extractor, else None."""
+    if not settings.defer_decode:
+        return None
+    if isinstance(source, bytes):
+        return source if len(source) <= settings.defer_decode_max_bytes else None
+    source.seek(0, 2)
+    if source.tell() > settings.defer_decode_max_bytes:
+        return None
+    source.seek(0)
+    return source.read()
+
+
+async def _check_header(source: BinaryIO | bytes, settings: PreprocessorSettings) -> ImageProbe:
+    """Read the header only: format (415), pixel count and decode memory (413), empty (422)."""
     spec = settings.prepare_as
     try:
         probe = await run_in_threadpool(
@@ -312,14 +335,28 @@ async def _prepare(
         check_decode_budget(
             probe, min(settings.max_decode_memory_mb, settings.decode_memory_budget_mb) << 20
         )
+        return probe
+    except ImageRejected as exc:
+        raise _refused(exc) from exc
+
+
+def _refused(exc: ImageRejected) -> HTTPException:
+    log.info("upload refused (%d): %s", exc.status_code, exc)
+    return _reject("invalid" if exc.status_code != 413 else "too_large", exc.status_code, str(exc))
+
+
+async def _prepare(
+    source: BinaryIO | bytes, settings: PreprocessorSettings, decoder: DecodeGate
+) -> PreparedImage:
+    """Probe the header, refuse or wait for room in the decode budget, then decode on its pool."""
+    spec = settings.prepare_as
+    probe = await _check_header(source, settings)
+    try:
         return await decoder.run(
             probe.decode_bytes, lambda: prepare_probed(probe, preprocessing=spec)
         )
     except ImageRejected as exc:
-        log.info("upload refused (%d): %s", exc.status_code, exc)
-        raise _reject(
-            "invalid" if exc.status_code != 413 else "too_large", exc.status_code, str(exc)
-        ) from exc
+        raise _refused(exc) from exc
     except DecodeBusy as exc:
         log.warning("upload deferred: %s", exc)
         raise _reject("busy", 503, str(exc), {"Retry-After": str(exc.retry_after_s)}) from exc

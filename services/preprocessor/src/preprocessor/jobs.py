@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 import redis
 from confluent_kafka import KafkaError
@@ -20,6 +21,15 @@ from preprocessor.settings import PreprocessorSettings
 
 log = logging.getLogger("penguin12.preprocessor.jobs")
 tracer = trace.get_tracer("penguin12.preprocessor")
+
+
+@dataclass(frozen=True)
+class DeferredUpload:
+    """An upload whose header passed every check, queued as it came for the feature extractor to
+    decode (settings.defer_decode): the front door never decodes its pixels."""
+
+    data: bytes
+    source_format: str
 
 
 class PublishFailed(RuntimeError):
@@ -42,7 +52,7 @@ class JobPublisher:
     async def publish(
         self,
         request_id: str,
-        image: PreparedImage,
+        image: PreparedImage | DeferredUpload,
         *,
         evidence: list[schemas.Finding] | None = None,
         callback_url: str | None = None,
@@ -50,17 +60,28 @@ class JobPublisher:
     ) -> None:
         """Return once Kafka holds both records (acks=all), so the 202 is a promise we can keep."""
         submitted_at = time.time()
-        job = schemas.ImageJob(
-            request_id=request_id,
-            submitted_at=submitted_at,
-            pixels=image.pixels.tobytes(),
-            height=image.pixels.shape[0],
-            width=image.pixels.shape[1],
-            content_sha256=image.sha256,
-            source_format=image.source_format,
-            preprocessing=image.preprocessing.key,
-            evidence=evidence or None,  # off the wire when there is none (older consumers)
-        )
+        found = evidence or None  # off the wire when there is none (older consumers)
+        if isinstance(image, DeferredUpload):  # the feature extractor decodes it
+            job = schemas.ImageJob(
+                request_id=request_id,
+                submitted_at=submitted_at,
+                upload=image.data,
+                content_sha256=hashlib.sha256(image.data).hexdigest(),
+                source_format=image.source_format,
+                evidence=found,
+            )
+        else:
+            job = schemas.ImageJob(
+                request_id=request_id,
+                submitted_at=submitted_at,
+                pixels=image.pixels.tobytes(),
+                height=image.pixels.shape[0],
+                width=image.pixels.shape[1],
+                content_sha256=image.sha256,
+                source_format=image.source_format,
+                preprocessing=image.preprocessing.key,
+                evidence=found,
+            )
         pending = schemas.StatusUpdate(
             request_id=request_id,
             submitted_at=submitted_at,

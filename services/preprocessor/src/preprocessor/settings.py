@@ -28,6 +28,13 @@ class PreprocessorSettings(ApiSettings):
     max_decode_memory_mb: int = Field(default=512, ge=16)
     decode_queue_max: int = Field(default=64, ge=0)
     decode_queue_timeout_s: float = Field(default=60.0, gt=0)
+    # Deferred decode (issue #14): check an upload's header here (format, pixel count, decode
+    # memory: 413/415 at once), then queue the file as it came; the feature extractor decodes it,
+    # and a file whose pixels turn out corrupt ends FAILED with the same message a 422 would give.
+    # Only uploads up to defer_decode_max_bytes (they must fit one Kafka record as base64); larger
+    # ones are decoded here as before. False: decode every upload here (synchronous 422).
+    defer_decode: bool = True
+    defer_decode_max_bytes: int = Field(default=640 * 1024, ge=0, le=700_000)
     # Request bodies (see preprocessor.upload_limits): one batch request at most this many bytes.
     max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     # How images are prepared for the served model (resize/interpolation/size). Unset or empty: what

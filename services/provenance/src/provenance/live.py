@@ -49,6 +49,8 @@ WAITERS = Gauge(
     "Requests waiting for a job to change (long-poll and Server-Sent Events).",
 )
 
+_FINAL = frozenset(status.value for status in TERMINAL_STATUSES)
+
 RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From the 202 answer.")]
 
 
@@ -58,7 +60,9 @@ class StatusNotifier:
     def __init__(self, redis_url: str, options: dict[str, Any] | None = None):
         self._url = redis_url
         self._options = options or {}
+        # Per job: the events to set on any change, and those to set only on a final status.
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._final_waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -72,27 +76,34 @@ class StatusNotifier:
                 await self._task
 
     @contextlib.contextmanager
-    def watch(self, request_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever ``request_id`` changes (register before reading the state)."""
+    def watch(self, request_id: str, *, final_only: bool = False) -> Iterator[asyncio.Event]:
+        """An event set whenever ``request_id`` changes (with ``final_only``: only when it
+        becomes COMPLETED or FAILED, so a `until=final` long-poll is not woken, and does not
+        re-read the state, at every step). Register before reading the state."""
         self.start()
         event = asyncio.Event()
-        self._waiters[request_id].add(event)
+        table = self._final_waiters if final_only else self._waiters
+        table[request_id].add(event)
         WAITERS.inc()
         try:
             yield event
         finally:
             WAITERS.dec()
-            waiters = self._waiters.get(request_id)
+            waiters = table.get(request_id)
             if waiters is not None:
                 waiters.discard(event)
                 if not waiters:
-                    del self._waiters[request_id]
+                    del table[request_id]
 
-    def _wake(self, request_id: str | None = None) -> None:
-        targets = self._waiters.values() if request_id is None else [self._waiters.get(request_id)]
-        for waiters in targets:
-            for event in waiters or ():
-                event.set()
+    def _wake(self, request_id: str | None = None, status: str | None = None) -> None:
+        """Wake the waiters of ``request_id`` (None: of every job) for a change to ``status``
+        (None: unknown, which wakes every waiter)."""
+        final = status is None or status in _FINAL
+        for table in (self._waiters, self._final_waiters) if final else (self._waiters,):
+            targets = table.values() if request_id is None else [table.get(request_id)]
+            for waiters in targets:
+                for event in waiters or ():
+                    event.set()
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -106,10 +117,14 @@ class StatusNotifier:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                     if message and message.get("type") == "pmessage":
-                        channel = message["channel"]
+                        channel, data = message["channel"], message.get("data")
                         if isinstance(channel, bytes):
                             channel = channel.decode()
-                        self._wake(str(channel)[len(EVENTS_PREFIX) :])
+                        if isinstance(data, bytes):
+                            data = data.decode(errors="replace")
+                        # The message is the status the job moved to (penguin12.state._APPLY).
+                        status = data if isinstance(data, str) else None
+                        self._wake(str(channel)[len(EVENTS_PREFIX) :], status)
             except asyncio.CancelledError:
                 raise
             except (redis.RedisError, OSError) as exc:
@@ -164,7 +179,7 @@ async def long_poll(
     store = _store(request)
     owner = owner_filter(request)
     deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
-    with get_notifier(request).watch(request_id) as changed:
+    with get_notifier(request).watch(request_id, final_only=final_only) as changed:
         baseline = since
         while True:
             changed.clear()

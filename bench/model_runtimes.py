@@ -1,6 +1,6 @@
 """Backbone runtime benchmark behind docs/model-performance.md.
 
-    uv run python libs/penguin12_model/benchmarks/runtimes.py [--rounds 5] [--procs 2] [--sections ...]
+    uv run python -m bench.model_runtimes [--rounds 5] [--procs 2] [--sections ...]
 
 Sections:
 
@@ -37,11 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.common import machine_info
 from penguin12_model import FeatureExtractorModel, ModelSettings
 from penguin12_model.onnx_runtime import onnx_cache_path, session_options
 
-ROOT = Path(__file__).resolve().parents[3]
-PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = Path(os.environ.get("PENGUIN12_PHOTOS", ROOT.parent / "shared" / "data" / "photos"))
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 
 Runner = Callable[[np.ndarray], object]
@@ -165,8 +166,8 @@ def run_child(args: list[str], tuned_malloc: bool) -> Any:
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
     if tuned_malloc:
         env.update(MALLOC_ENV)
-    cmd = [sys.executable, __file__, *args]
-    proc = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "bench.model_runtimes", *args]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE)
     return json.loads(proc.stdout)
 
 
@@ -358,7 +359,7 @@ def main() -> None:
     sections = set(args.sections.split(","))
     data: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "cpu": _cpu_model(),
+        "cpu": machine_info()["cpu_model"],
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
@@ -371,12 +372,12 @@ def main() -> None:
             child += ["--batches", *map(str, args.batches)]
         if args.no_compile:
             child.append("--no-compile")
-        runs = alternate(args.procs, child_args(child))
+        runs = alternate(args.procs, ["--child", *child])
         data["runtimes_default"] = merge_runs(runs["default"])
         data["runtimes_tuned"] = merge_runs(runs["tuned"])
     if "malloc" in sections:
         data["malloc"] = alternate(
-            args.procs, child_args(["eager", *common, "--batches", "8", "16", "32"])
+            args.procs, ["--child", "eager", *common, "--batches", "8", "16", "32"]
         )
     if "preprocess" in sections:
         data["preprocess"] = section_preprocess(max(args.rounds, 5))
@@ -387,20 +388,6 @@ def main() -> None:
         print(f"{key}: {data[key]}")
     print(f"load average before {data['load_before']}, after {data['load_after']}")
     print(report(data))
-
-
-def child_args(child: list[str]) -> list[str]:
-    return ["--child", *child]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
