@@ -51,6 +51,7 @@ from pydantic_settings import SettingsConfigDict
 from penguin12 import schemas
 from penguin12.kafka import AsyncProducer, client_config, producer_config
 from penguin12.settings import CommonSettings
+from penguin12.state import reopen_update
 from penguin12.worker import DLQ_REASON as REASON
 from penguin12.worker import DLQ_SERVICE as SERVICE
 from penguin12.worker import DLQ_SOURCE as SOURCE
@@ -396,12 +397,10 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
         if not record.request_id:
             continue
         submitted_at = _submitted_at(record.value)
-        updates[record.request_id] = schemas.StatusUpdate(
-            request_id=record.request_id,
-            submitted_at=submitted_at if submitted_at is not None else time.time(),
-            status=schemas.JobStatus.PENDING,
-            service=settings.service_name,
-            reopen=True,
+        updates[record.request_id] = reopen_update(
+            record.request_id,
+            submitted_at if submitted_at is not None else time.time(),
+            settings.service_name,
         )
     if not updates:
         return
