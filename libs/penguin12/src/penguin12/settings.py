@@ -19,13 +19,10 @@ KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 DEFAULT_ALLOWED_PORTS = "80,443,8080,8443"
 
 
-class CommonSettings(BaseSettings):
-    """Infrastructure addresses and credentials, topic names and observability switches."""
+class KafkaSettings(BaseSettings):
+    """Where Kafka is, how to reach it securely, and the pipeline's topics."""
 
     model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
-
-    service_name: str = "penguin12"
-    log_level: str = "INFO"
 
     # Comma-separated host:port list; one reachable broker is enough to find the others.
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -53,23 +50,11 @@ class CommonSettings(BaseSettings):
     kafka_ssl_cert_file: str = ""
     kafka_ssl_key_file: str = ""
     kafka_ssl_key_password: SecretStr = SecretStr("")
-    # Status records are the source of truth that provenance can replay into Redis: keep them a week.
+    # Status records are the source of truth that provenance re-reads into Redis: keep them a week.
     status_retention_ms: int = 7 * 24 * 3600 * 1000
     # A consumer outside its group (no member id, no partitions) this long is replaced by a new
     # one: librdkafka has been seen never to rejoin after a broker restart (docs in worker.py).
     rejoin_timeout_s: float = 60.0
-
-    # redis:// or rediss:// (TLS). A password may be in the URL (redis://:pw@host:6379/0) or,
-    # kept out of the URL and the logs, in PENGUIN12_REDIS_PASSWORD (used for both DBs).
-    state_redis_url: str = "redis://127.0.0.1:6379/0"
-    cache_redis_url: str = "redis://127.0.0.1:6379/1"
-    redis_username: str = ""
-    redis_password: SecretStr = SecretStr("")
-    # PEM CA for rediss:// (empty: the system's trust store).
-    redis_ssl_ca_file: str = ""
-
-    # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318). Empty: tracing stays off.
-    otlp_endpoint: str = ""
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -77,7 +62,7 @@ class CommonSettings(BaseSettings):
         return value.strip().upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _consistent_kafka_settings(self) -> CommonSettings:
+    def _consistent_kafka_settings(self) -> KafkaSettings:
         if self.kafka_min_insync_replicas > self.kafka_replication_factor:
             raise ValueError(
                 f"kafka_min_insync_replicas ({self.kafka_min_insync_replicas}) is more than "
@@ -93,6 +78,30 @@ class CommonSettings(BaseSettings):
         if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
             raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file go together (mutual TLS)")
         return self
+
+
+class RedisSettings(BaseSettings):
+    """Where Redis is (job state DB0, embedding cache DB1) and its credentials."""
+
+    model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
+
+    # redis:// or rediss:// (TLS). A password may be in the URL (redis://:pw@host:6379/0) or,
+    # kept out of the URL and the logs, in PENGUIN12_REDIS_PASSWORD (used for both DBs).
+    state_redis_url: str = "redis://127.0.0.1:6379/0"
+    cache_redis_url: str = "redis://127.0.0.1:6379/1"
+    redis_username: str = ""
+    redis_password: SecretStr = SecretStr("")
+    # PEM CA for rediss:// (empty: the system's trust store).
+    redis_ssl_ca_file: str = ""
+
+
+class CommonSettings(KafkaSettings, RedisSettings):
+    """What every service and tool reads: Kafka, Redis, its name, logging and tracing."""
+
+    service_name: str = "penguin12"
+    log_level: str = "INFO"
+    # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318). Empty: tracing stays off.
+    otlp_endpoint: str = ""
 
 
 class UrlPolicySettings(BaseSettings):

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import redis
 
 from penguin12.schemas import STATUS_RANK, JobState, JobStatus, Result, StatusUpdate
-from penguin12.settings import CommonSettings
+from penguin12.settings import RedisSettings
 
 # A job at this rank is finished (COMPLETED or FAILED): nothing but a re-open moves it.
 FINAL_RANK = STATUS_RANK[JobStatus.COMPLETED]
@@ -125,7 +125,7 @@ class FinishedRun(NamedTuple):
     run: int
 
 
-def redis_options(settings: CommonSettings | None) -> dict[str, Any]:
+def redis_options(settings: RedisSettings | None) -> dict[str, Any]:
     """Credentials and TLS CA from the settings, for every Redis client (both DBs).
 
     A password in the URL (redis://:pw@host/0) works as well; the settings keep it out of URLs,
@@ -143,7 +143,7 @@ def redis_options(settings: CommonSettings | None) -> dict[str, Any]:
     return options
 
 
-def redis_client(url: str, settings: CommonSettings | None = None) -> redis.Redis:
+def redis_client(url: str, settings: RedisSettings | None = None) -> redis.Redis:
     """A client that fails fast: a Redis outage must not hang request handlers."""
     return redis.Redis.from_url(
         url, socket_timeout=5, socket_connect_timeout=2, **redis_options(settings)
@@ -160,7 +160,7 @@ class JobStore:
 
     @classmethod
     def from_url(
-        cls, url: str, retention_s: int, settings: CommonSettings | None = None
+        cls, url: str, retention_s: int, settings: RedisSettings | None = None
     ) -> JobStore:
         return cls(redis_client(url, settings), retention_s)
 

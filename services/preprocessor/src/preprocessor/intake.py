@@ -8,6 +8,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from fastapi import UploadFile
@@ -38,24 +39,16 @@ log = logging.getLogger("penguin12.preprocessor.intake")
 tracer = trace.get_tracer("penguin12.preprocessor")
 
 
+@dataclass(frozen=True)
 class Intake:
     """What accepting an image takes, made once at start (`main`) and shared by the routes."""
 
-    def __init__(
-        self,
-        settings: PreprocessorSettings,
-        publisher: JobPublisher,
-        decoder: DecodeGate,
-        admission: Admission,
-        fetcher: UrlFetcher,
-        trust: TrustAnchors,
-    ):
-        self.settings = settings
-        self.publisher = publisher
-        self.decoder = decoder
-        self.admission = admission
-        self.fetcher = fetcher
-        self.trust = trust
+    settings: PreprocessorSettings
+    publisher: JobPublisher
+    decoder: DecodeGate
+    admission: Admission
+    fetcher: UrlFetcher
+    trust: TrustAnchors
 
     def check_backlog(self) -> None:
         """429 while the queue is over its bound (nothing is read or decoded first)."""
