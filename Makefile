@@ -56,7 +56,7 @@ env: ## Write .env for `docker compose up`: random API key, webhook secret, Graf
 	@$(RUN) python -m penguin12_devstack env $(if $(FORCE),--force,)
 
 chaos: ## Faults, load and poison against the local stack (starts it); CHAOS_FULL=1 for the long run
-	@$(RUN) python chaos/run.py
+	@$(RUN) python -m chaos
 
 audit: ## Known vulnerabilities in uv.lock (allow-list: audit/allowlist.toml) and a secrets scan
 	@UV="$(UV)" $(RUN) python audit/audit.py

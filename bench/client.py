@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 BOUNDARY = "penguin12benchboundary7f3a"
@@ -33,8 +34,15 @@ class HttpError(RuntimeError):
 
 
 class HttpConn:
-    def __init__(self, host: str, port: int, timeout_s: float = 60.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout_s: float = 60.0,
+        headers: Mapping[str, str] | None = None,
+    ):
         self.host, self.port, self.timeout_s = host, port, timeout_s
+        self._headers = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -54,7 +62,7 @@ class HttpConn:
         """Send one request (reconnecting once if the kept-alive connection was dropped)."""
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Length: {len(body)}\r\n"
+            f"Content-Length: {len(body)}\r\n{self._headers}"
         )
         if content_type:
             head += f"Content-Type: {content_type}\r\n"
@@ -64,6 +72,9 @@ class HttpConn:
                 await self._connect()
             try:
                 return await asyncio.wait_for(self._exchange(raw_head, body), self.timeout_s)
+            except TimeoutError:  # the server may still act on it: never send it twice
+                await self.close()
+                raise
             except (ConnectionError, asyncio.IncompleteReadError, OSError):
                 await self.close()
                 if attempt:

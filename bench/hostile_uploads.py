@@ -34,7 +34,8 @@ from bench.common import ROOT, Result, Target, log, parse_args
 SCENARIO = "8_hostile_uploads"
 RSS_GOAL_MB = 1024.0
 
-# The corpus builders live with the fuzz corpus (tests/corpus/nasty.py), which this shares.
+# The bombs are the fuzz corpus's own builders (tests/corpus/nasty.py, which the suite runs):
+# one definition of each file, so this benchmark, `make chaos` and the tests send the same bytes.
 sys.path.insert(0, str(ROOT / "tests"))
 from corpus.nasty import (  # noqa: E402
     bmp_rle8_bomb,

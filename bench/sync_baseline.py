@@ -41,7 +41,7 @@ def create_app(model_dir: Path, threads: int = 0) -> FastAPI:
             raise HTTPException(exc.status_code, str(exc)) from exc
         prediction = head.predict(backbone.embed(image.pixels[None]))[0]
         return {
-            "prediction": prediction.label,
+            "prediction": prediction.prediction,
             "confidence": prediction.confidence,
             "demo": backbone.info.demo,
         }

@@ -437,7 +437,9 @@ def test_cli_detect_runs_the_model_through_the_installed_console_script(
     assert [r["path"] for r in report["results"]] == [str(p) for p in images]
     for r in report["results"]:
         assert 0.0 <= r["fake_probability"] <= 1.0
-        assert r["label"] == ("FAKE" if r["fake_probability"] >= report["threshold"] else "REAL")
-    any_fake = any(r["label"] == "FAKE" for r in report["results"])
+        assert r["prediction"] == (
+            "FAKE" if r["fake_probability"] >= report["threshold"] else "REAL"
+        )
+    any_fake = any(r["prediction"] == "FAKE" for r in report["results"])
     assert done.returncode == (1 if any_fake else 0)
     assert report["summary"] == {**report["summary"], "images": 2, "errors": 0}

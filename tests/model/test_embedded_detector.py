@@ -101,7 +101,7 @@ def test_images_are_embedded_one_by_one_so_a_batch_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    ("p", "assessment", "label"),
+    ("p", "assessment", "expected"),
     [
         (0.10, "likely_real", "REAL"),
         (0.263823, "likely_real", "REAL"),
@@ -110,12 +110,12 @@ def test_images_are_embedded_one_by_one_so_a_batch_changes_nothing(
         (0.95, "likely_fake", "FAKE"),
     ],
 )
-def test_verdict_uses_the_abstain_band(p: float, assessment: str, label: str) -> None:
+def test_verdict_uses_the_abstain_band(p: float, assessment: str, expected: str) -> None:
     config = BundleConfig(
         architecture="clip", embedding_dim=512, abstain_band=(0.263823, 0.8794084180169665)
     )
     prediction = verdict(p, config)
-    assert (prediction.assessment, prediction.label) == (assessment, label)
+    assert (prediction.assessment, prediction.prediction) == (assessment, expected)
 
 
 def test_verdict_without_a_band_uses_the_threshold() -> None:

@@ -78,8 +78,8 @@ def test_detect_json(labelled: Path, capsys: pytest.CaptureFixture[str]) -> None
     for r in results:
         p = r["fake_probability"]
         assert 0.0 <= p <= 1.0 and 0.5 <= r["confidence"] <= 1.0
-        assert r["label"] == ("FAKE" if p >= doc["threshold"] else "REAL")
-    fakes = sum(r["label"] == "FAKE" for r in results)
+        assert r["prediction"] == ("FAKE" if p >= doc["threshold"] else "REAL")
+    fakes = sum(r["prediction"] == "FAKE" for r in results)
     assert doc["summary"] == {
         "images": 10,
         "fake": fakes,
@@ -99,11 +99,12 @@ def test_detect_matches_the_service_code(
 ) -> None:
     """Same preprocessing (prepare_image) and the same engines as the services."""
     from penguin12.imaging import prepare_image
-    from penguin12_model import ClassifierModel, FeatureExtractorModel
+    from penguin12_model import ClassifierModel, FeatureExtractorModel, ModelSettings
 
     photo = sorted((labelled / "real").iterdir())[0]
     _, out, _ = _run(capsys, "detect", str(photo), "--json")
-    fe, clf = FeatureExtractorModel(), ClassifierModel()
+    settings = ModelSettings()
+    fe, clf = FeatureExtractorModel(settings), ClassifierModel(settings)
     fe.load()
     clf.load()
     pixels = prepare_image(
@@ -270,7 +271,7 @@ def test_detect_reads_the_files_own_evidence_like_the_service(
     tagged.write_bytes(provenance.a1111_png())
     code, out, _ = _run(capsys, "detect", str(declared), str(tagged), "--json")
     first, second = json.loads(out)["results"]
-    assert (first["label"], first["assessment"]) == ("FAKE", "declared_ai")
+    assert (first["prediction"], first["assessment"]) == ("FAKE", "declared_ai")
     assert [f["finding"] for f in first["evidence"]] == ["ai_declared"]
     assert second["assessment"] != "declared_ai"
     assert [(f["source"], f["finding"]) for f in second["evidence"]] == [

@@ -90,9 +90,9 @@ def test_predict_shapes_and_ranges(make_bundle: BundleFactory) -> None:
     preds = clf.predict(fe.embed(_images(5)))
     assert len(preds) == 5 and all(isinstance(p, Prediction) for p in preds)
     for p in preds:
-        assert p.label in ("REAL", "FAKE")
+        assert p.prediction in ("REAL", "FAKE")
         assert 0.5 <= p.confidence <= 1.0 and 0.0 <= p.fake_probability <= 1.0
-        expected = p.fake_probability if p.label == "FAKE" else 1 - p.fake_probability
+        expected = p.fake_probability if p.prediction == "FAKE" else 1 - p.fake_probability
         assert p.confidence == pytest.approx(expected)
     assert clf.predict(np.zeros((0, 64), np.float32)) == []
     with pytest.raises(ValueError, match=r"\[N, 64\]"):
@@ -110,14 +110,14 @@ def test_sigmoid_head_threshold(make_bundle: BundleFactory) -> None:
     emb = np.ones((2, 64), np.float32)
     clf = _loaded(ClassifierModel, make_bundle(head_state=head))
     p = clf.predict(emb)[0]
-    assert (p.label, p.confidence, p.fake_probability) == (
+    assert (p.prediction, p.confidence, p.fake_probability) == (
         "FAKE",
         pytest.approx(0.8),
         pytest.approx(0.8),
     )
     strict = _loaded(ClassifierModel, make_bundle(head_state=head, threshold=0.9))
     p = strict.predict(emb)[0]
-    assert (p.label, p.confidence) == ("REAL", pytest.approx(0.2))  # P(chosen label)
+    assert (p.prediction, p.confidence) == ("REAL", pytest.approx(0.2))  # P(chosen label)
 
 
 def test_softmax_head_follows_label_order(make_bundle: BundleFactory) -> None:
@@ -129,7 +129,7 @@ def test_softmax_head_follows_label_order(make_bundle: BundleFactory) -> None:
         ClassifierModel, make_bundle(head_state=head, num_outputs=2, labels=("FAKE", "REAL"))
     )
     p = flipped.predict(emb)[0]
-    assert (p.label, p.fake_probability, p.confidence) == (
+    assert (p.prediction, p.fake_probability, p.confidence) == (
         "REAL",
         pytest.approx(0.2),
         pytest.approx(0.8),

@@ -88,7 +88,7 @@ def test_hub_raw_files_without_config(tmp_path: Path, isolated_hf: Path) -> None
     assert fe.config.architecture == "tiny" and clf.config.num_outputs == 2
     assert not fe.info.demo and fe.info.version == clf.info.version
     preds = clf.predict(fe.embed(np.zeros((1, 224, 224, 3), np.uint8)))
-    assert preds[0].label in ("REAL", "FAKE")
+    assert preds[0].prediction in ("REAL", "FAKE")
 
 
 def test_hub_missing_from_offline_cache(isolated_hf: Path) -> None:

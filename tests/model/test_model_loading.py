@@ -143,3 +143,26 @@ def test_demo_source_is_generated_once(tmp_path: Path, isolated_hf: Path) -> Non
     assert (first / "backbone_weights.pt").stat().st_mtime_ns == mtime
     with pytest.raises(ModelLoadError, match="local Hugging Face cache"):
         resolve_bundle_dir(settings.model_copy(update={"source": "hub"}))
+
+
+def test_model_settings_compose_into_a_service_settings_class(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The part a service's one settings class inherits keeps every PENGUIN12_MODEL_* name, and
+    composing it changes none of the service's own PENGUIN12_* names."""
+    from penguin12.runner import WorkerSettings
+
+    class ServiceSettings(WorkerSettings, ModelSettings):
+        pass
+
+    monkeypatch.setenv("PENGUIN12_MODEL_SOURCE", "local")
+    monkeypatch.setenv("PENGUIN12_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("PENGUIN12_MODEL_NUM_THREADS", "3")
+    monkeypatch.setenv("PENGUIN12_KAFKA_BOOTSTRAP", "broker:9093")
+    monkeypatch.setenv("PENGUIN12_MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("SOURCE", "hub")  # an unprefixed name must not leak in
+    s = ServiceSettings()
+    assert (s.source, s.dir, s.num_threads) == ("local", tmp_path, 3)
+    assert (s.kafka_bootstrap, s.max_batch_size) == ("broker:9093", 7)
+    assert isinstance(s, ModelSettings)
+    assert ServiceSettings(source="demo").source == "demo"  # by field name, like the CLI

@@ -12,8 +12,8 @@ import pytest
 import penguin12_model.onnx_runtime as onnx_runtime
 import penguin12_model.torch_family as engine  # the torch family holds the ORT self-check
 from penguin12_model import FeatureExtractorModel, ModelLoadError, ModelSettings
-from penguin12_model.engine import relative_max_error
 from penguin12_model.onnx_runtime import onnx_cache_path
+from penguin12_model.torch_family import relative_max_error
 
 BundleFactory = Callable[..., Path]
 

@@ -1,11 +1,7 @@
 """Python client for Penguin12: submit images, follow jobs (long-poll or SSE), read verdicts."""
 
-from penguin12_client.client import (
-    DEFAULT_BASE_URL,
-    AsyncPenguin12Client,
-    Penguin12Client,
-    default_status_base,
-)
+from penguin12_client.async_client import AsyncPenguin12Client
+from penguin12_client.client import Penguin12Client
 from penguin12_client.models import (
     ApiError,
     BatchItem,
@@ -17,6 +13,7 @@ from penguin12_client.models import (
     Ticket,
     WaitTimeout,
 )
+from penguin12_client.wire import DEFAULT_BASE_URL, default_status_base
 
 __all__ = [
     "DEFAULT_BASE_URL",

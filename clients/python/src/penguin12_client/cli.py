@@ -31,8 +31,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from penguin12_client.client import DEFAULT_BASE_URL, Penguin12Client
+from penguin12_client.client import Penguin12Client
 from penguin12_client.models import JobState, Penguin12Error, Ticket, WaitTimeout
+from penguin12_client.wire import DEFAULT_BASE_URL
 
 EXIT_REAL, EXIT_FAKE, EXIT_ERROR = 0, 1, 2
 BUILTIN_COMMANDS = frozenset({"submit", "status"})

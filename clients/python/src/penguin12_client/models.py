@@ -1,4 +1,9 @@
-"""What the Penguin12 APIs answer, as small typed objects."""
+"""What the Penguin12 APIs answer, as small typed objects.
+
+Mirrors of the server's wire schemas (``penguin12.schemas``), kept here because this package is
+published on its own and must not depend on the services; tests/test_sdk_models.py checks that
+every field matches.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ TERMINAL = frozenset({"COMPLETED", "FAILED"})
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """Which model made a result: the SDK's mirror of the server's one ``ModelInfo`` schema
+    (``penguin12.schemas``; tests/test_sdk_models.py keeps them alike). ``family`` reads as
+    ``torch`` from servers that predate model families, which served torch models only."""
+
     name: str
     version: str
     architecture: str

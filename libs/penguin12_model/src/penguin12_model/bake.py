@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .engine import ClassifierModel, FeatureExtractorModel
-from .loading import ModelSettings
+from .settings import ModelSettings
 
 logger = logging.getLogger("penguin12.model.bake")
 

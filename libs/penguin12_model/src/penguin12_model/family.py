@@ -16,8 +16,9 @@ import numpy as np
 from .errors import ModelLoadError
 
 if TYPE_CHECKING:
+    from .bundle import ResolvedBundle
     from .config import BundleConfig
-    from .loading import ModelSettings, ResolvedBundle
+    from .settings import ModelSettings
 
 
 class Encoder(Protocol):
@@ -29,9 +30,9 @@ class Encoder(Protocol):
 
 
 class Head(Protocol):
-    """float32 embeddings ``[N, embedding_dim]`` -> the (calibrated) P(positive label), float64."""
+    """float32 embeddings ``[N, embedding_dim]`` -> the (calibrated) P(FAKE, the positive label), float64."""
 
-    def positive_probability(self, embeddings: np.ndarray) -> np.ndarray: ...
+    def fake_probability(self, embeddings: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle import ResolvedBundle
 from .config import BundleConfig
 from .errors import ModelLoadError
 from .family import ModelFamily, register_family
-from .loading import ModelSettings, ResolvedBundle
 from .onnx_runtime import session_options
+from .settings import ModelSettings
 
 logger = logging.getLogger("penguin12.model")
 
@@ -112,7 +113,7 @@ class ProbeHead:
         z = (e / norms) @ self._weights + np.float32(self._bias)
         return 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
 
-    def positive_probability(self, embeddings: np.ndarray) -> np.ndarray:
+    def fake_probability(self, embeddings: np.ndarray) -> np.ndarray:
         p = self.raw_probability(embeddings)
         if self._calibration is None:
             return p

@@ -28,7 +28,7 @@ from .config import BundleConfig
 from .errors import ModelLoadError
 
 if TYPE_CHECKING:
-    from .loading import ResolvedBundle
+    from .bundle import ResolvedBundle
 
 logger = logging.getLogger("penguin12.model")
 

@@ -161,25 +161,18 @@ class Penguin12Backbone(nn.Sequential):
         return torch.cat((x.mean(dim=(2, 3)), x.amax(dim=(2, 3))), dim=1)
 
 
-def _torchvision_efficientnet(variant: str) -> Callable[[], nn.Module]:
+def _torchvision(variant: str, head: str) -> Callable[[], nn.Module]:
+    """A torchvision model whose classification layer ``head`` (``classifier``, ``fc``) is a no-op.
+
+    The attribute is kept (so child indices stay the same) but made an identity: forward() then
+    returns the pooled features, flatten(avgpool(features(x))).
+    """
+
     def build() -> nn.Module:
         import torchvision.models as tvm
 
         model: nn.Module = getattr(tvm, variant)(weights=None)
-        # Keep the attribute (so child indices stay the same) but make it a no-op:
-        # forward() then returns flatten(avgpool(features(x))).
-        model.classifier = nn.Identity()
-        return model
-
-    return build
-
-
-def _torchvision_resnet(variant: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import torchvision.models as tvm
-
-        model: nn.Module = getattr(tvm, variant)(weights=None)
-        model.fc = nn.Identity()
+        setattr(model, head, nn.Identity())
         return model
 
     return build
@@ -318,7 +311,7 @@ for _variant, _dim in {
     "efficientnet_b7": 2560,
 }.items():
     register_backbone(
-        BackboneSpec(_variant, _dim, _torchvision_efficientnet(_variant), ("classifier.",))
+        BackboneSpec(_variant, _dim, _torchvision(_variant, "classifier"), ("classifier.",))
     )
 for _variant, _dim in {
     "resnet18": 512,
@@ -327,4 +320,4 @@ for _variant, _dim in {
     "resnet101": 2048,
     "resnet152": 2048,
 }.items():
-    register_backbone(BackboneSpec(_variant, _dim, _torchvision_resnet(_variant), ("fc.",)))
+    register_backbone(BackboneSpec(_variant, _dim, _torchvision(_variant, "fc"), ("fc.",)))

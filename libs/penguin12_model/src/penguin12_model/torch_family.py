@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .bundle import ResolvedBundle
 from .config import BundleConfig
 from .errors import ModelLoadError
 from .family import ModelFamily, register_family
 from .head import align_head_state_dict, build_head
-from .loading import ModelSettings, ResolvedBundle, load_state_dict, load_weights_strict
 from .onnx_runtime import (
     NormalizedBackbone,
     OnnxBackbone,
@@ -25,6 +25,8 @@ from .onnx_runtime import (
     onnxruntime_available,
 )
 from .registry import build_backbone, canonicalize_backbone_state_dict, get_spec
+from .settings import ModelSettings
+from .weights import load_state_dict, load_weights_strict
 
 logger = logging.getLogger("penguin12.model")
 
@@ -175,7 +177,7 @@ class TorchHead:
         load_weights_strict(head, state_dict, f"classifier head ({bundle.head_path})")
         self._head = head.eval().requires_grad_(False)
 
-    def positive_probability(self, embeddings: np.ndarray) -> np.ndarray:
+    def fake_probability(self, embeddings: np.ndarray) -> np.ndarray:
         cfg = self.config
         x = torch.from_numpy(np.array(embeddings, dtype=np.float32, copy=True))
         with torch.inference_mode():

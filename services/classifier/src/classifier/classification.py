@@ -8,7 +8,6 @@ import numpy as np
 from opentelemetry import trace
 
 from classifier.settings import ClassifierSettings
-from penguin12 import schemas
 from penguin12.evidence.verdict import apply_declarations
 from penguin12.logs import request_context
 from penguin12.schemas import FeaturesMessage, JobStatus, Result, StatusUpdate
@@ -23,7 +22,7 @@ class Classification:
     def __init__(self, settings: ClassifierSettings, model: ClassifierModel):
         self._settings = settings
         self._model = model
-        self._model_info = schemas.ModelInfo.model_validate(model.info.model_dump())
+        self._model_info = model.info
 
     def __call__(self, records: list[Record[FeaturesMessage]]) -> list[Output]:
         for record in records:
@@ -46,7 +45,7 @@ class Classification:
         for record, prediction, span in zip(records, predictions, spans, strict=True):
             features = record.payload
             model_verdict = Result(
-                prediction=prediction.label,
+                prediction=prediction.prediction,
                 confidence=round(prediction.confidence, 6),
                 fake_probability=round(prediction.fake_probability, 6),
                 assessment=prediction.assessment,

@@ -34,7 +34,7 @@ class FeatureExtraction:
         self._model = model
         self._cache = cache
         self._early = early
-        self._model_info = schemas.ModelInfo.model_validate(model.info.model_dump())
+        self._model_info = model.info
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
         spans = [

@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from penguin12.schemas import ModelInfo
+
+    from .scoring import Scored
 
 
-def apply_file_evidence(results: Sequence[Any], model_info: Any) -> None:
+def apply_file_evidence(results: Sequence[Scored], info: ModelInfo) -> None:
     """Attach ``evidence`` and ``assessment`` to each scored image, and apply the rule."""
     from penguin12 import schemas
     from penguin12.evidence import TrustAnchors, apply_declarations, read_evidence
 
     trust = TrustAnchors.from_file(os.environ.get("PENGUIN12_C2PA_TRUST_ANCHORS_FILE") or None)
-    info = schemas.ModelInfo.model_validate(model_info.model_dump())
     for scored in results:
-        if scored.error is not None:
+        if scored.error is not None or scored.prediction is None:
             continue
+        assert scored.confidence is not None and scored.fake_probability is not None
         try:
             data = scored.path.read_bytes()
         except OSError:
             continue
         model_verdict = schemas.Result(
-            prediction=scored.label,
+            prediction=scored.prediction,
             confidence=scored.confidence,
             fake_probability=scored.fake_probability,
             assessment=scored.assessment,
@@ -36,11 +41,11 @@ def apply_file_evidence(results: Sequence[Any], model_info: Any) -> None:
             demo=info.demo,
         )
         final = apply_declarations(model_verdict, read_evidence(data, trust=trust))
-        scored.label, scored.confidence = final.prediction, final.confidence
+        scored.prediction, scored.confidence = final.prediction, final.confidence
         scored.assessment, scored.evidence = final.assessment, final.evidence or []
 
 
-def print_file_evidence(results: Sequence[Any], out: Any) -> None:
+def print_file_evidence(results: Sequence[Scored], out: Any) -> None:
     """Each image's findings under the table, in words; the file's text is never markup."""
     from rich.markup import escape
 
@@ -52,7 +57,7 @@ def print_file_evidence(results: Sequence[Any], out: Any) -> None:
         "evidence": "Metadata reader",
     }
     for scored in results:
-        if not getattr(scored, "evidence", None):
+        if not scored.evidence:
             continue
         out.print(f"[bold]{escape(str(scored.path))}[/bold]: what the file says about itself")
         for f in scored.evidence:
