@@ -33,7 +33,7 @@ lint: ## Ruff lint and format check
 	@$(RUN) ruff format --check .
 
 typecheck: ## Mypy over every service and the shared package
-	@$(RUN) mypy libs/penguin12/src libs/penguin12_model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src clients/python/src
+	@$(RUN) mypy libs/penguin12/src libs/penguin12_model/src services/preprocessor/src services/feature_extractor/src services/classifier/src services/provenance/src infra/devstack/src clients/python/src tools/penguin12_ops/src
 
 test-only: ## Run the test suite (starts its own Kafka and Redis on free ports)
 	@$(RUN) pytest; rc=$$?; \

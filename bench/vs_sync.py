@@ -39,8 +39,9 @@ from bench.corpus import describe, load_corpus
 from bench.load import build_bodies
 from bench.pipeline_saturated import measure
 from bench.stack import DEFAULT_WORKER_NICE, BenchStack, infra, model_dir
-from penguin12_devstack.ports import die_with_parent, free_port, terminate_process
-from penguin12_devstack.services import wait_http_ready
+from penguin12_devstack.ports import free_port
+from penguin12_devstack.process import die_with_parent, terminate_process
+from penguin12_devstack.readiness import wait_http_ready
 
 SCENARIO = "4_vs_sync"
 P99_FACTOR_GOAL = 10.0

@@ -46,9 +46,9 @@ def dead_letter_end(settings: Any) -> dict[int, int]:
     """The dead-letter topic's end offset per partition (what is there before a scenario)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from penguin12.kafka import client_config
+    from penguin12.kafka import consumer_config
 
-    consumer = Consumer({**client_config(settings), "group.id": "chaos-probe"})
+    consumer = Consumer(consumer_config(settings, "chaos-probe"))
     try:
         topic = settings.topic_dead_letter
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)

@@ -19,7 +19,7 @@ import httpx
 
 from chaos.config import PREPROCESSOR, PROVENANCE, ROOT
 from penguin12_devstack.kafka import cluster_pid_files
-from penguin12_devstack.ports import pid_alive
+from penguin12_devstack.process import pid_alive
 from penguin12_devstack.services import PID_FILE
 from penguin12_devstack.stack import KAFKA_CLUSTER_DIR, RUN, Ports, kafka_broker_count
 

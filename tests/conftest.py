@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from penguin12_devstack.ephemeral import ephemeral_infra
-from penguin12_devstack.kafka import KafkaBroker, ensure_kafka_jars, start_kafka
+from penguin12_devstack.ephemeral import ephemeral_infra, start_kafka_in
+from penguin12_devstack.kafka import KafkaBroker, ensure_kafka_jars
 from penguin12_devstack.ports import free_port, free_ports
 from penguin12_devstack.services import ServiceProcess, start_service
 
@@ -264,13 +264,7 @@ def own_kafka(tmp_path: Path) -> Iterator[Callable[[], KafkaBroker]]:
     brokers = []
 
     def start() -> KafkaBroker:
-        broker = start_kafka(
-            jars_dir=jars,
-            data_dir=tmp_path / "kafka",
-            log_file=tmp_path / "kafka.log",
-            port=port,
-            controller_port=controller,
-        )
+        broker = start_kafka_in(tmp_path, jars, port, controller)
         broker.wait_ready(120)
         brokers.append(broker)
         return broker

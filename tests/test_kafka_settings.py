@@ -11,7 +11,12 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from penguin12.kafka import client_config, consumer_config, producer_config
+from penguin12.kafka import (
+    client_config,
+    consumer_config,
+    producer_config,
+    worker_consumer_config,
+)
 from penguin12.settings import CommonSettings
 from penguin12.state import redis_options
 
@@ -42,6 +47,7 @@ def test_sasl_ssl_settings_reach_producer_consumer_and_admin_alike() -> None:
         client_config(settings),
         producer_config(settings),
         consumer_config(settings, "group"),
+        worker_consumer_config(settings, "group"),
     ):
         assert expected.items() <= config.items()
     assert "ssl.certificate.location" not in client_config(settings)
@@ -118,3 +124,16 @@ def test_environment_variables_configure_a_managed_cluster(
     assert settings.kafka_replication_factor == 3 and settings.kafka_min_insync_replicas == 2
     assert client_config(settings)["sasl.password"] == "from-a-secret-store"
     assert client_config(settings)["sasl.mechanism"] == "SCRAM-SHA-512"
+
+
+def test_every_consumer_stores_and_commits_only_what_its_owner_says() -> None:
+    """One builder for every consumer (workers, the DLQ tool, the backlog reader, the rebuild):
+    none stores offsets by itself; only the worker loop commits (its explicitly stored ones)."""
+    settings = CommonSettings(**SASL)
+    reader = consumer_config(settings, "readers", {"enable.partition.eof": True})
+    assert reader["group.id"] == "readers" and reader["enable.partition.eof"] is True
+    assert reader["enable.auto.commit"] is False and reader["enable.auto.offset.store"] is False
+    assert reader["sasl.password"] == "hunter2-secret"
+    worker = worker_consumer_config(settings, "workers")
+    assert worker["enable.auto.commit"] is True and worker["enable.auto.offset.store"] is False
+    assert worker["partition.assignment.strategy"] == "cooperative-sticky"

@@ -28,8 +28,8 @@ from conftest import Infra, Stack, read_topic, wait_for
 from penguin12.schemas import ImageJob, JobStatus, ModelInfo, Result, StatusUpdate, encode
 from penguin12.state import JobStore
 from penguin12_devstack.ports import free_port
+from penguin12_devstack.readiness import http_ok
 from penguin12_devstack.redis_server import RedisServer, start_redis
-from penguin12_devstack.services import http_ok
 
 
 def submit_many(stack: Stack, images: list[bytes]) -> list[str]:

@@ -102,9 +102,9 @@ def _poison_set() -> list[Poison]:
 def poison(ctx: Context) -> Outcome:
     from confluent_kafka import KafkaError, Producer
 
-    from penguin12.dlq import DlqSettings, read_dead_letters
     from penguin12.kafka import client_config
     from penguin12.settings import CommonSettings
+    from penguin12_ops.dlq import DlqSettings, read_dead_letters
 
     settings = CommonSettings()
     topics = {
@@ -210,13 +210,13 @@ def poison(ctx: Context) -> Outcome:
         for item, row in with_id
     )
     listing = subprocess.run(
-        [sys.executable, "-m", "penguin12.dlq", "list", "--limit", "100"],
+        [sys.executable, "-m", "penguin12_ops.dlq", "list", "--limit", "100"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    outcome.checks["`penguin12.dlq list` reads the dead-letter topic"] = listing.returncode == 0
+    outcome.checks["`penguin12-dlq list` reads the dead-letter topic"] = listing.returncode == 0
     if listing.returncode:
         outcome.notes.append(f"dlq list failed: {listing.stderr[-500:]}")
     return outcome

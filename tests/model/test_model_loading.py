@@ -150,7 +150,7 @@ def test_model_settings_compose_into_a_service_settings_class(
 ) -> None:
     """The part a service's one settings class inherits keeps every PENGUIN12_MODEL_* name, and
     composing it changes none of the service's own PENGUIN12_* names."""
-    from penguin12.runner import WorkerSettings
+    from penguin12.settings import WorkerSettings
 
     class ServiceSettings(WorkerSettings, ModelSettings):
         pass

@@ -10,6 +10,23 @@ from penguin12_devstack.kafka import KafkaBroker, ensure_kafka_jars, start_kafka
 from penguin12_devstack.ports import free_ports
 from penguin12_devstack.redis_server import RedisServer, start_redis
 
+__all__ = ["ephemeral_infra", "start_kafka_in"]
+
+
+def start_kafka_in(
+    base: Path, jars_dir: Path, port: int, controller_port: int, *, fast_start: bool | None = None
+) -> KafkaBroker:
+    """A one-node broker (tied to this process) with its data in ``base/kafka`` and its log
+    in ``base/kafka.log``: started again on the same ``base`` and ports, it keeps its topics."""
+    return start_kafka(
+        jars_dir=jars_dir,
+        data_dir=base / "kafka",
+        log_file=base / "kafka.log",
+        port=port,
+        controller_port=controller_port,
+        fast_start=fast_start,
+    )
+
 
 @contextlib.contextmanager
 def ephemeral_infra(
@@ -23,14 +40,7 @@ def ephemeral_infra(
     kafka_port, controller_port, redis_port = free_ports(3)
     redis = start_redis(data_dir=base / "redis", log_file=base / "redis.log", port=redis_port)
     try:
-        kafka = start_kafka(
-            jars_dir=jars,
-            data_dir=base / "kafka",
-            log_file=base / "kafka.log",
-            port=kafka_port,
-            controller_port=controller_port,
-            fast_start=fast_start,
-        )
+        kafka = start_kafka_in(base, jars, kafka_port, controller_port, fast_start=fast_start)
         try:
             redis.wait_ready(30)
             kafka.wait_ready(120)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from penguin12_devstack.ports import die_with_parent, log_tail, terminate_process
+from penguin12_devstack.process import HttpProcess
+
+__all__ = ["PID_FILE", "SERVICE_MODULES", "ServiceProcess", "start_service"]
 
 PID_FILE = "service.pid"
 
-# Module to run, and the environment variable naming its HTTP port.
+# The module ``python -m`` runs for each kind of service.
 SERVICE_MODULES = {
     "preprocessor": "preprocessor",
     "provenance": "provenance",
@@ -27,27 +23,12 @@ SERVICE_MODULES = {
 
 
 @dataclass
-class ServiceProcess:
-    name: str
-    process: subprocess.Popen[bytes]
-    health_url: str
-    log_file: Path
-    run_dir: Path
-    env: dict[str, str] = field(default_factory=dict)
+class ServiceProcess(HttpProcess):
+    """A service process, ready once its ``/readyz`` (``health_url``) answers 200."""
 
-    def stop(self, timeout: float = 20.0) -> None:
-        terminate_process(self.process, timeout)
-        with contextlib.suppress(FileNotFoundError):
-            (self.run_dir / PID_FILE).unlink()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no clean shutdown, nothing flushed."""
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        self.process.wait(timeout=10)
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        wait_http_ready(self.health_url, timeout, self.log_file, self.process)
+    def wait_ready(self, timeout: float = 120.0, interval: float = 0.25) -> None:
+        # A service's /readyz asks Kafka or Redis each time: a calmer poll than a bare server's.
+        super().wait_ready(timeout, interval)
 
 
 def start_service(
@@ -61,52 +42,15 @@ def start_service(
     detach: bool = False,
 ) -> ServiceProcess:
     """Run ``python -m <module of kind>`` with ``env`` on top of ours; cwd ``run_dir`` holds its pid."""
-    run_dir = run_dir.resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     # A native crash (librdkafka, torch) still leaves a Python stack in the log.
-    full_env = {**os.environ, "PYTHONFAULTHANDLER": "1", **env}
-    full_env["PYTHONUNBUFFERED"] = "1"
-    with open(log_file, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", SERVICE_MODULES[kind]],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=run_dir,
-            env=full_env,
-            start_new_session=detach,
-            preexec_fn=None if detach else die_with_parent,
-        )
-    (run_dir / PID_FILE).write_text(f"{proc.pid}\n")
-    if not detach:
-        atexit.register(terminate_process, proc, 20.0)
-    return ServiceProcess(name, proc, health_url, log_file, run_dir, env)
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def wait_http_ready(
-    url: str,
-    timeout: float,
-    log_file: Path | None = None,
-    process: subprocess.Popen[bytes] | None = None,
-) -> None:
-    """Poll a readiness URL until it answers 200; fail early, with the log tail, if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if http_ok(url):
-            return
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(
-                f"process exited with {process.returncode} before {url} was ready"
-                + log_tail(log_file)
-            )
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f}s" + log_tail(log_file))
+    full_env = {**os.environ, "PYTHONFAULTHANDLER": "1", **env, "PYTHONUNBUFFERED": "1"}
+    return ServiceProcess.start(
+        name,
+        [sys.executable, "-m", SERVICE_MODULES[kind]],
+        run_dir=run_dir,
+        pid_name=PID_FILE,
+        log_file=log_file,
+        detach=detach,
+        env=full_env,
+        health_url=health_url,
+    )

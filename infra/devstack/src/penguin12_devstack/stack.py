@@ -22,9 +22,13 @@ from penguin12_devstack.kafka import (
     start_kafka_cluster,
     wait_kafka_ready,
 )
-from penguin12_devstack.ports import _pid_alive, stop_pid_file
+from penguin12_devstack.kafka.broker import PID_FILE as KAFKA_PID_FILE
+from penguin12_devstack.process import pid_file_running, stop_pid_file
+from penguin12_devstack.readiness import wait_http_ready
+from penguin12_devstack.redis_server import PID_FILE as REDIS_PID_FILE
 from penguin12_devstack.redis_server import start_redis, wait_redis_ready
-from penguin12_devstack.services import PID_FILE, ServiceProcess, start_service, wait_http_ready
+from penguin12_devstack.services import PID_FILE as SERVICE_PID_FILE
+from penguin12_devstack.services import ServiceProcess, start_service
 
 log = logging.getLogger("penguin12.devstack")
 
@@ -78,11 +82,11 @@ def kafka_durability_env(brokers: int) -> dict[str, str]:
 def start_local_kafka(ports: Ports, brokers: int) -> tuple[str, list[str]]:
     """Start what is missing of the local Kafka (one node, or a cluster); its bootstrap list."""
     started: list[str] = []
-    single_pid = RUN / "data" / "kafka" / "kafka.pid"
+    single_pid = RUN / "data" / "kafka" / KAFKA_PID_FILE
     if brokers == 1:
-        if any(_running(p) for p in cluster_pid_files(KAFKA_CLUSTER_DIR, 9).values()):
+        if any(pid_file_running(p) for p in cluster_pid_files(KAFKA_CLUSTER_DIR, 9).values()):
             raise SystemExit("a local Kafka cluster is running: `make stop` first")
-        if not _running(single_pid):
+        if not pid_file_running(single_pid):
             start_kafka(
                 jars_dir=ensure_kafka_jars(CACHE / "kafka"),
                 data_dir=RUN / "data" / "kafka",
@@ -95,12 +99,12 @@ def start_local_kafka(ports: Ports, brokers: int) -> tuple[str, list[str]]:
         bootstrap = f"127.0.0.1:{ports.kafka}"
         wait_kafka_ready(bootstrap, 120, log_file=LOGS / "kafka.log")
         return bootstrap, started
-    if _running(single_pid):
+    if pid_file_running(single_pid):
         raise SystemExit(
             "a single-broker Kafka is running: `make stop` first, then start the cluster"
         )
     pid_files = cluster_pid_files(KAFKA_CLUSTER_DIR, brokers)
-    running = frozenset(name for name, pid in pid_files.items() if _running(pid))
+    running = frozenset(name for name, pid in pid_files.items() if pid_file_running(pid))
     cluster = start_kafka_cluster(
         jars_dir=ensure_kafka_jars(CACHE / "kafka"),
         base_dir=KAFKA_CLUSTER_DIR,
@@ -115,13 +119,6 @@ def start_local_kafka(ports: Ports, brokers: int) -> tuple[str, list[str]]:
         cluster.bootstrap, 180, log_file=LOGS / "kafka-controller.log", expect_brokers=brokers
     )
     return cluster.bootstrap, started
-
-
-def _running(pid_file: Path) -> bool:
-    try:
-        return _pid_alive(int(pid_file.read_text().strip()))
-    except (OSError, ValueError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,7 @@ def up(feature_extractors: int, observe: bool = True) -> None:
     started: list[str] = []
     redis_url = f"redis://127.0.0.1:{ports.redis}"
 
-    if not _running(RUN / "data" / "redis" / "redis.pid"):
+    if not pid_file_running(RUN / "data" / "redis" / REDIS_PID_FILE):
         start_redis(
             data_dir=RUN / "data" / "redis",
             log_file=LOGS / "redis.log",
@@ -241,7 +238,7 @@ def up(feature_extractors: int, observe: bool = True) -> None:
     for name, kind, port, env in specs:
         run_dir = RUN / "services" / name
         health = f"http://127.0.0.1:{port}/readyz"
-        if _running(run_dir / PID_FILE):
+        if pid_file_running(run_dir / SERVICE_PID_FILE):
             pending.append((name, health, None))
             continue
         proc = start_service(
@@ -281,7 +278,7 @@ def down() -> None:
     stopped = []
     services = RUN / "services"
     for run_dir in sorted(services.iterdir()) if services.is_dir() else []:
-        if stop_pid_file(run_dir / PID_FILE):
+        if stop_pid_file(run_dir / SERVICE_PID_FILE):
             stopped.append(run_dir.name)
     stopped += observability.stop_local_observability(RUN)
     cluster = cluster_pid_files(KAFKA_CLUSTER_DIR, _cluster_size())
@@ -289,8 +286,8 @@ def down() -> None:
     for name, pid in (
         *brokers_first,
         ("kafka-controller", cluster["controller"]),
-        ("kafka", RUN / "data" / "kafka" / "kafka.pid"),
-        ("redis", RUN / "data" / "redis" / "redis.pid"),
+        ("kafka", RUN / "data" / "kafka" / KAFKA_PID_FILE),
+        ("redis", RUN / "data" / "redis" / REDIS_PID_FILE),
     ):
         if stop_pid_file(pid, timeout=30):
             stopped.append(name)
@@ -305,19 +302,23 @@ def _cluster_size() -> int:
 
 
 def status() -> int:
-    rows = [("redis", RUN / "data" / "redis" / "redis.pid")]
+    rows = [("redis", RUN / "data" / "redis" / REDIS_PID_FILE)]
     size = _cluster_size()
-    if size and any(_running(p) for p in cluster_pid_files(KAFKA_CLUSTER_DIR, size).values()):
+    if size and any(
+        pid_file_running(p) for p in cluster_pid_files(KAFKA_CLUSTER_DIR, size).values()
+    ):
         rows += [(f"kafka-{n}", p) for n, p in cluster_pid_files(KAFKA_CLUSTER_DIR, size).items()]
     else:
-        rows.append(("kafka", RUN / "data" / "kafka" / "kafka.pid"))
+        rows.append(("kafka", RUN / "data" / "kafka" / KAFKA_PID_FILE))
     services = RUN / "services"
     rows += (
-        [(d.name, d / PID_FILE) for d in sorted(services.iterdir())] if services.is_dir() else []
+        [(d.name, d / SERVICE_PID_FILE) for d in sorted(services.iterdir())]
+        if services.is_dir()
+        else []
     )
     down_count = 0
     for name, pid_file in rows:
-        alive = _running(pid_file)
+        alive = pid_file_running(pid_file)
         down_count += not alive
         print(f"  {'running' if alive else 'stopped':8s} {name}")
     for name, alive in observability.local_observability_status(RUN):  # optional: no exit code

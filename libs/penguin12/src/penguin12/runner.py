@@ -10,31 +10,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
 from penguin12.kafka import AsyncProducer, ensure_topics, kafka_reachable, producer_config
 from penguin12.logs import setup_logging
 from penguin12.metrics import MODEL_INFO, serve_worker_http
-from penguin12.settings import CommonSettings
+from penguin12.settings import WorkerSettings
 from penguin12.tracing import setup_tracing, shutdown_tracing
-from penguin12.worker import StreamWorker
+from penguin12.worker import EarlyOutputs, M, Output, Record, StreamWorker
 
 log = logging.getLogger("penguin12.runner")
-
-
-class WorkerSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
-
-    consumer_group: str = "penguin12"
-    metrics_port: int = 9100
-    max_batch_size: int = 1
-    # Extra time to wait for a batch to fill; 0 takes only what is already fetched (no idle delay).
-    max_batch_wait_ms: float = 0.0
-    startup_timeout_s: float = 120.0
-    # Workers yield the CPU to the front door where they share cores: accept latency stays low
-    # while the workers are saturated (docs/benchmarks.md, scenario 3). 0 = same priority.
-    cpu_nice: int = Field(10, ge=0, le=19)
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> None:
@@ -94,6 +77,28 @@ class LoadableModel(Protocol):
     def info(self) -> Any: ...
 
     def load(self) -> None: ...
+
+
+def stream_worker(
+    settings: WorkerSettings,
+    source_topic: str,
+    schema: type[M],
+    handle_batch: Callable[[list[Record[M]]], list[Output]],
+    producer: AsyncProducer | None,
+    early: EarlyOutputs | None = None,
+) -> StreamWorker[M]:
+    """A `StreamWorker` consuming ``source_topic`` with the service's group and batching."""
+    return StreamWorker(
+        settings=settings,
+        group_id=settings.consumer_group,
+        source_topic=source_topic,
+        schema=schema,
+        handle_batch=handle_batch,
+        early=early,
+        max_batch_size=settings.max_batch_size,
+        max_batch_wait_s=settings.max_batch_wait_ms / 1000,
+        producer=producer,
+    )
 
 
 def run_model_worker(

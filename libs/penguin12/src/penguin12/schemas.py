@@ -161,7 +161,7 @@ class StatusUpdate(_Message):
     # PENDING only, when API keys are on: a digest of the key that submitted the job (never the
     # key), so that only that key may read the job's status. Off the wire when None.
     owner: str | None = Field(default=None, max_length=64)
-    # Re-drive a job after a fix (`python -m penguin12.dlq replay`): the one update allowed to move
+    # Re-drive a job after a fix (`penguin12-dlq replay`): the one update allowed to move
     # a job back (to PENDING), never a COMPLETED one; the updates after it in the status log are
     # the new run's (see penguin12.state).
     # None (not False) by default, so the field is not on the wire unless used: consumers from

@@ -151,3 +151,17 @@ class WebhookSettings(WebhookSigningSettings, UrlPolicySettings):
     webhook_per_receiver: int = Field(default=2, ge=1)
     # How often the dispatcher looks for due deliveries when idle.
     webhook_poll_interval_s: float = Field(default=0.2, gt=0)
+
+
+class WorkerSettings(CommonSettings):
+    """The part every Kafka worker service shares: its group, batching, health port, start-up."""
+
+    consumer_group: str = "penguin12"
+    metrics_port: int = 9100
+    max_batch_size: int = 1
+    # Extra time to wait for a batch to fill; 0 takes only what is already fetched (no idle delay).
+    max_batch_wait_ms: float = 0.0
+    startup_timeout_s: float = 120.0
+    # Workers yield the CPU to the front door where they share cores: accept latency stays low
+    # while the workers are saturated (docs/benchmarks.md, scenario 3). 0 = same priority.
+    cpu_nice: int = Field(10, ge=0, le=19)

@@ -12,7 +12,6 @@ Rules it keeps (the ones that make "nothing is lost" true):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -23,8 +22,14 @@ from typing import Generic, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from opentelemetry import context as otel_context
 
-from penguin12 import schemas, tracing
-from penguin12.kafka import MAX_RECORD_BYTES, AsyncProducer, DeliveryError, new_consumer
+from penguin12 import deadletter, schemas, tracing
+from penguin12.kafka import (
+    MAX_RECORD_BYTES,
+    AsyncProducer,
+    DeliveryError,
+    new_consumer,
+    producer_config,
+)
 from penguin12.logs import request_context
 from penguin12.metrics import BATCH_SIZE, DELIVERY_LATENCY, MESSAGES, PROCESSING_LATENCY
 from penguin12.settings import CommonSettings
@@ -32,16 +37,6 @@ from penguin12.settings import CommonSettings
 log = logging.getLogger("penguin12.worker")
 
 M = TypeVar("M", bound=schemas._Message)
-
-
-# Dead-letter record headers (read back by `python -m penguin12.dlq`).
-DLQ_REASON = "penguin12.dlq.reason"
-DLQ_SERVICE = "penguin12.dlq.service"
-DLQ_SOURCE = "penguin12.dlq.source"
-DLQ_TRUNCATED = "penguin12.dlq.truncated"
-DLQ_SHA256 = "penguin12.dlq.sha256"
-# A dead letter keeps at most this much of the original value, so it always fits the topic.
-DLQ_MAX_VALUE_BYTES = 256 * 1024
 
 
 class RetryableError(RuntimeError):
@@ -197,8 +192,6 @@ class StreamWorker(Generic[M]):
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; recover from transient failures by rewinding."""
-        from penguin12.kafka import producer_config
-
         own_producer = self.producer is None
         producer = self.producer or AsyncProducer(producer_config(self.settings))
         backoff = self.retry_backoff_s
@@ -271,12 +264,14 @@ class StreamWorker(Generic[M]):
                 # Too big to parse safely; its key is the job's request id (every producer keys by it).
                 key = (message.key() or b"").decode("utf-8", "replace")
                 reason = f"record of {size:,} bytes is over the {MAX_RECORD_BYTES:,}-byte limit"
-                outputs += self._reject(message, reason, key if 0 < len(key) <= 64 else None, None)
+                outputs += self._dead_letter(
+                    message, reason, key if 0 < len(key) <= 64 else None, None
+                )
                 continue
             try:
                 payload = schemas.decode(self.schema, message.value())
             except schemas.PoisonMessage as poison:
-                outputs += self._reject(
+                outputs += self._dead_letter(
                     message, poison.reason, poison.request_id, poison.submitted_at
                 )
                 continue
@@ -305,11 +300,11 @@ class StreamWorker(Generic[M]):
             except Exception as exc:
                 log.exception("processing failed")
                 reason = f"{type(exc).__name__}: {exc}"
-                return self._reject(
+                return self._dead_letter(
                     record.message, reason, record.payload.request_id, record.payload.submitted_at
                 )
 
-    def _reject(
+    def _dead_letter(
         self, message: Message, reason: str, request_id: str | None, submitted_at: float | None
     ) -> list[Output]:
         """Dead-letter a record with its reason, and fail its job where we know which job."""
@@ -324,19 +319,8 @@ class StreamWorker(Generic[M]):
         MESSAGES.labels(outcome="dead_lettered").inc()
         # Keep the job's trace: the dead letter and the FAILED status continue it.
         trace_context = tracing.extract_context(message.headers())
-        value = message.value() or b""
-        headers = [
-            *tracing.inject_headers(trace_context),
-            (DLQ_REASON, reason.encode()),
-            (DLQ_SERVICE, self.settings.service_name.encode()),
-            (DLQ_SOURCE, f"{message.topic()}:{message.partition()}:{message.offset()}".encode()),
-        ]
-        if len(value) > DLQ_MAX_VALUE_BYTES:
-            headers += [
-                (DLQ_TRUNCATED, str(len(value)).encode()),
-                (DLQ_SHA256, hashlib.sha256(value).hexdigest().encode()),
-            ]
-            value = value[:DLQ_MAX_VALUE_BYTES]
+        value, headers = deadletter.encode(message, reason, self.settings.service_name)
+        headers = [*tracing.inject_headers(trace_context), *headers]
         outputs = [Output(self.settings.topic_dead_letter, value, request_id, headers)]
         if request_id is not None:
             failed = schemas.StatusUpdate(

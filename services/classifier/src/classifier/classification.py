@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 from opentelemetry import trace
@@ -10,7 +11,7 @@ from opentelemetry import trace
 from classifier.settings import ClassifierSettings
 from penguin12.evidence.verdict import apply_declarations
 from penguin12.logs import request_context
-from penguin12.schemas import FeaturesMessage, JobStatus, Result, StatusUpdate
+from penguin12.schemas import FeaturesMessage, JobStatus, ModelInfo, Result, StatusUpdate
 from penguin12.worker import Output, Record, status_output
 from penguin12_model import ClassifierModel
 
@@ -18,11 +19,17 @@ log = logging.getLogger("penguin12.classifier")
 tracer = trace.get_tracer("penguin12.classifier")
 
 
+@dataclass
 class Classification:
-    def __init__(self, settings: ClassifierSettings, model: ClassifierModel):
-        self._settings = settings
-        self._model = model
-        self._model_info = model.info
+    """The classifier's `StreamWorker` handler (one call per batch of embeddings)."""
+
+    settings: ClassifierSettings
+    model: ClassifierModel
+    # The served model as results name it (the model is loaded before the handler is built).
+    model_info: ModelInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_info = self.model.info
 
     def __call__(self, records: list[Record[FeaturesMessage]]) -> list[Output]:
         for record in records:
@@ -37,7 +44,7 @@ class Classification:
             for r in records
         ]
         try:
-            predictions = self._model.predict(embeddings)
+            predictions = self.model.predict(embeddings)
         finally:
             for span in spans:
                 span.end()
@@ -49,8 +56,8 @@ class Classification:
                 confidence=round(prediction.confidence, 6),
                 fake_probability=round(prediction.fake_probability, 6),
                 assessment=prediction.assessment,
-                model=self._model_info,
-                demo=self._model_info.demo,
+                model=self.model_info,
+                demo=self.model_info.demo,
             )
             result = apply_declarations(model_verdict, features.evidence or [])
             with request_context(features.request_id):
@@ -64,20 +71,20 @@ class Classification:
                 request_id=features.request_id,
                 submitted_at=features.submitted_at,
                 status=JobStatus.COMPLETED,
-                service=self._settings.service_name,
+                service=self.settings.service_name,
                 result=result,
             )
-            outputs.append(status_output(self._settings, update, trace.set_span_in_context(span)))
+            outputs.append(status_output(self.settings, update, trace.set_span_in_context(span)))
         return outputs
 
     def _check(self, features: FeaturesMessage) -> None:
         """Features from another model cannot be classified by this head: fail the job clearly."""
-        if features.model.version != self._model_info.version:
+        if features.model.version != self.model_info.version:
             raise ValueError(
                 f"features come from model {features.model.version}, "
-                f"but this classifier runs {self._model_info.version}"
+                f"but this classifier runs {self.model_info.version}"
             )
-        dim = self._model.config.embedding_dim
+        dim = self.model.config.embedding_dim
         if features.vector().shape != (dim,):
             raise ValueError(
                 f"embedding has {features.vector().size} values, the head expects {dim}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from opentelemetry import trace
@@ -14,7 +15,7 @@ from feature_extractor.settings import FeatureExtractorSettings
 from penguin12 import schemas, tracing
 from penguin12.logs import request_context
 from penguin12.metrics import BACKBONE_IMAGES
-from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, StatusUpdate
+from penguin12.schemas import FeaturesMessage, ImageJob, JobStatus, ModelInfo, StatusUpdate
 from penguin12.worker import EarlyOutputs, Output, Record, status_output
 from penguin12_model import FeatureExtractorModel
 
@@ -22,19 +23,19 @@ log = logging.getLogger("penguin12.feature_extractor")
 tracer = trace.get_tracer("penguin12.feature_extractor")
 
 
+@dataclass
 class FeatureExtraction:
-    def __init__(
-        self,
-        settings: FeatureExtractorSettings,
-        model: FeatureExtractorModel,
-        cache: EmbeddingCache,
-        early: EarlyOutputs,
-    ):
-        self._settings = settings
-        self._model = model
-        self._cache = cache
-        self._early = early
-        self._model_info = model.info
+    """The feature extractor's `StreamWorker` handler (one call per micro-batch)."""
+
+    settings: FeatureExtractorSettings
+    model: FeatureExtractorModel
+    cache: EmbeddingCache
+    early: EarlyOutputs
+    # The served model as results name it (the model is loaded before the handler is built).
+    model_info: ModelInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_info = self.model.info
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
         spans = [
@@ -59,9 +60,9 @@ class FeatureExtraction:
         # Tell clients at once that work started; the worker awaits these acknowledgements with
         # the batch's outputs before it stores the offsets.
         for record, ctx in zip(records, contexts, strict=True):
-            self._early.emit(
+            self.early.emit(
                 status_output(
-                    self._settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
+                    self.settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
                 )
             )
         for record in records:
@@ -71,14 +72,14 @@ class FeatureExtraction:
         # `content_sha256` is not trusted (anyone who can write to the topic could poison the
         # cache for another image with it).
         digests = [hashlib.sha256(image.tobytes()).hexdigest() for image in images]
-        cached = self._cache.get_many(digests)
+        cached = self.cache.get_many(digests)
         missing = [i for i, value in enumerate(cached) if value is None]
         vectors: list[np.ndarray | None] = [
             None if value is None else np.frombuffer(value, dtype=np.float32) for value in cached
         ]
         if missing:
             started = time.perf_counter()
-            computed = self._model.embed(np.stack([images[i] for i in missing]))
+            computed = self.model.embed(np.stack([images[i] for i in missing]))
             BACKBONE_IMAGES.inc(len(missing))
             log.debug(
                 "backbone ran on %d images in %.1f ms",
@@ -90,7 +91,7 @@ class FeatureExtraction:
                 vector = np.ascontiguousarray(computed[row], dtype=np.float32)
                 vectors[i] = vector
                 fresh[digests[i]] = vector.tobytes()
-            self._cache.put_many(fresh)
+            self.cache.put_many(fresh)
         outputs: list[Output] = []
         for i, (record, ctx) in enumerate(zip(records, contexts, strict=True)):
             job = record.payload
@@ -104,30 +105,30 @@ class FeatureExtraction:
                 request_id=job.request_id,
                 submitted_at=job.submitted_at,
                 embedding=embedding.tobytes(),
-                model=self._model_info,
+                model=self.model_info,
                 cache_hit=hit,
                 evidence=job.evidence,
             )
             outputs.append(
                 Output(
-                    self._settings.topic_features,
+                    self.settings.topic_features,
                     schemas.encode(features),
                     job.request_id,
                     tracing.inject_headers(ctx),
                 )
             )
             outputs.append(
-                status_output(self._settings, self._status(job, JobStatus.CLASSIFYING), ctx)
+                status_output(self.settings, self._status(job, JobStatus.CLASSIFYING), ctx)
             )
         return outputs
 
     def _check_prepared(self, job: ImageJob) -> None:
         """Pixels prepared for another model would give a confident, wrong answer: fail the job."""
-        wanted = self._model.preprocessing.key
+        wanted = self.model.preprocessing.key
         if job.preprocessing is not None and job.preprocessing != wanted:
             raise ValueError(
                 f"the image was prepared as {job.preprocessing}, but the served model "
-                f"{self._model_info.name} ({self._model_info.version}) needs {wanted}: "
+                f"{self.model_info.name} ({self.model_info.version}) needs {wanted}: "
                 f"set PENGUIN12_PREPROCESSING={wanted} on the preprocessor"
             )
 
@@ -136,5 +137,5 @@ class FeatureExtraction:
             request_id=job.request_id,
             submitted_at=job.submitted_at,
             status=status,
-            service=self._settings.service_name,
+            service=self.settings.service_name,
         )

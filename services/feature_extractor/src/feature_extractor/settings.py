@@ -1,11 +1,13 @@
-"""Feature extractor settings (environment variables prefixed ``PENGUIN12_``)."""
+"""The feature extractor's one settings object: the worker part (``PENGUIN12_*``) and the model
+part (``PENGUIN12_MODEL_*``), read once by `feature_extractor.main`."""
 
 from __future__ import annotations
 
-from penguin12.runner import WorkerSettings
+from penguin12.settings import WorkerSettings
+from penguin12_model import ModelSettings
 
 
-class FeatureExtractorSettings(WorkerSettings):
+class FeatureExtractorSettings(WorkerSettings, ModelSettings):
     service_name: str = "feature_extractor"
     consumer_group: str = "feature_extractor"
     metrics_port: int = 9110

@@ -14,7 +14,7 @@ import threading
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from starlette.concurrency import run_in_threadpool
 
-from penguin12.kafka import KafkaHealth, client_config
+from penguin12.kafka import KafkaHealth, consumer_config
 from penguin12.metrics import BACKLOG
 from preprocessor.jobs import IdempotencyRegistry
 from preprocessor.settings import PreprocessorSettings
@@ -67,14 +67,13 @@ class BacklogMonitor:
 
     def _lag_reader(self) -> Consumer:
         if self._consumer is None:
+            # The feature extractors' group, read only: no subscribe, no commits.
             self._consumer = Consumer(
-                {
-                    **client_config(self._settings),
-                    # The feature extractors' group, read only: no subscribe, no commits.
-                    "group.id": self._settings.feature_extractor_group,
-                    "enable.auto.commit": False,
-                    "client.id": f"{self._settings.service_name}-backlog",
-                }
+                consumer_config(
+                    self._settings,
+                    self._settings.feature_extractor_group,
+                    {"client.id": f"{self._settings.service_name}-backlog"},
+                )
             )
         return self._consumer
 

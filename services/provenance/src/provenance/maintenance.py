@@ -21,7 +21,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from penguin12 import schemas
-from penguin12.kafka import AsyncProducer, DeliveryError, client_config
+from penguin12.kafka import AsyncProducer, DeliveryError, consumer_config
 from penguin12.schemas import JobStatus, StatusUpdate
 from penguin12.state import JobStore, is_final
 from penguin12.worker import deliver, status_output
@@ -74,12 +74,11 @@ class Rebuild:
         """Re-read until done (or until ``stop``); returns the records re-read in all."""
         topic = self._settings.topic_status
         consumer = Consumer(
-            {
-                **client_config(self._settings),
-                "group.id": f"{self._settings.consumer_group}-rebuild",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
+            consumer_config(
+                self._settings,
+                f"{self._settings.consumer_group}-rebuild",
+                {"enable.partition.eof": True},
+            )
         )
         try:
             if self._ends is None:

@@ -1,0 +1,5 @@
+import sys
+
+from penguin12_ops.dlq.cli import main
+
+sys.exit(main())
