@@ -7,14 +7,16 @@ the same ratios: one copy here keeps the two comparisons measuring alike.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from bench.client import HttpConn
-from bench.common import ProcMonitor, log, wait_quiet
-from bench.corpus import describe
+from bench.common import Mode, ProcMonitor, Result, log, parse_args, wait_quiet
+from bench.corpus import describe, load_corpus
 from bench.pipeline_saturated import measure
 from bench.stack import BenchStack
 
@@ -23,18 +25,59 @@ OURS_SETUP = "`make run` defaults, 1 feature extractor; users wait by long-poll 
 Body = tuple[str, bytes]
 
 
-def peer_config(
-    clients: list[int], warmup_s: float, measure_s: float, corpus: list[bytes], **peer: Any
-) -> dict[str, Any]:
-    """The run's config block: load shape, corpus, how ours runs, then the peer's own notes."""
-    return {
-        "clients": clients,
-        "warmup_s": warmup_s,
-        "measure_s": measure_s,
-        "corpus": describe(corpus),
-        "ours": OURS_SETUP,
-        **peer,
-    }
+@dataclass
+class PeerRun:
+    """One comparison's shape: its arguments, users, measuring window and images."""
+
+    args: argparse.Namespace
+    mode: Mode
+    result: Result
+    clients: list[int]
+    warmup_s: float
+    measure_s: float
+    corpus: list[bytes]
+
+    @classmethod
+    def start(
+        cls,
+        doc: str,
+        scenario: str,
+        title: str,
+        *,
+        default_clients: str,
+        quick_measure_s: float,
+        more_args: Callable[[argparse.ArgumentParser], None] | None = None,
+    ) -> PeerRun:
+        """Parse the command line (``--clients`` and the peer's own options); load the images."""
+
+        def add(parser: argparse.ArgumentParser) -> None:
+            parser.add_argument(
+                "--clients", default=default_clients, help="concurrent users, e.g. 32,128"
+            )
+            if more_args is not None:
+                more_args(parser)
+
+        args, mode = parse_args(doc, add)
+        return cls(
+            args,
+            mode,
+            Result(scenario, title, mode),
+            [int(c) for c in args.clients.split(",")],
+            mode.pick(5.0, 10.0),
+            mode.pick(quick_measure_s, 40.0),
+            load_corpus(mode.pick(1000, 3000)),
+        )
+
+    def configure(self, **peer: Any) -> None:
+        """The result's config block: load shape, corpus, how ours runs, then the peer's notes."""
+        self.result.config = {
+            "clients": self.clients,
+            "warmup_s": self.warmup_s,
+            "measure_s": self.measure_s,
+            "corpus": describe(self.corpus),
+            "ours": OURS_SETUP,
+            **peer,
+        }
 
 
 def ratio(ours: float, theirs: float) -> float | None:

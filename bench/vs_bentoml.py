@@ -46,16 +46,13 @@ from bench.common import (
     RESULTS,
     ROOT,
     ProcMonitor,
-    Result,
     Target,
     latency_summary,
     log,
-    parse_args,
     wait_quiet,
 )
-from bench.corpus import load_corpus
 from bench.load import build_bodies
-from bench.peers import Body, closed_loop_users, measure_ours, peer_config, ratio, run_watched
+from bench.peers import Body, PeerRun, closed_loop_users, measure_ours, ratio, run_watched
 from bench.stack import BenchStack, infra, model_dir
 from penguin12_devstack.ports import free_port
 
@@ -68,7 +65,6 @@ THROUGHPUT_GOAL = 1.0
 
 
 def _add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clients", default="32", help="concurrent users, e.g. 32,128")
     parser.add_argument("--poll-ms", type=int, default=100, help="BentoML status poll interval")
 
 
@@ -295,18 +291,19 @@ def run_bentoml(
 
 
 def main() -> None:
-    args, mode = parse_args(__doc__ or "", _add_args)
-    result = Result(SCENARIO, "Ours vs BentoML's task queue (@bentoml.task)", mode)
-    clients = [int(c) for c in args.clients.split(",")]
-    warmup_s, measure_s = mode.pick(5.0, 10.0), mode.pick(15.0, 40.0)
-    corpus = load_corpus(mode.pick(1000, 3000))
+    peer = PeerRun.start(
+        __doc__ or "",
+        SCENARIO,
+        "Ours vs BentoML's task queue (@bentoml.task)",
+        default_clients="32",
+        quick_measure_s=15.0,
+        more_args=_add_args,
+    )
+    args, mode, result, clients = peer.args, peer.mode, peer.result, peer.clients
+    warmup_s, measure_s, corpus = peer.warmup_s, peer.measure_s, peer.corpus
     python = ensure_env()
     settings = [(1, 0), (2, 1)]  # (workers, threads): the better run counts
-    result.config = peer_config(
-        clients,
-        warmup_s,
-        measure_s,
-        corpus,
+    peer.configure(
         bentoml=f"bentoml {BENTOML_VERSION}, own venv; @bentoml.task(batchable=True, "
         f"max_batch_size=16); (workers, threads) tried: {settings}; users poll status every "
         f"{args.poll_ms} ms, then GET the result",

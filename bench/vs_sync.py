@@ -16,7 +16,6 @@ Figures: completed images/s and latency p50/p99 for both; for ours the front doo
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import subprocess
@@ -25,10 +24,9 @@ import time
 from typing import Any
 
 from bench.client import HttpConn
-from bench.common import RESULTS, ProcMonitor, Result, Target, latency_summary, log, parse_args
-from bench.corpus import load_corpus
+from bench.common import RESULTS, ProcMonitor, Target, latency_summary, log
 from bench.load import build_bodies
-from bench.peers import Body, closed_loop_users, measure_ours, peer_config, ratio, run_watched
+from bench.peers import Body, PeerRun, closed_loop_users, measure_ours, ratio, run_watched
 from bench.stack import DEFAULT_WORKER_NICE, BenchStack, infra, model_dir
 from penguin12_devstack.ports import free_port
 from penguin12_devstack.process import die_with_parent, terminate_process
@@ -37,10 +35,6 @@ from penguin12_devstack.readiness import wait_http_ready
 SCENARIO = "4_vs_sync"
 P99_FACTOR_GOAL = 10.0
 THROUGHPUT_GOAL = 1.15
-
-
-def _add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clients", default="32,128", help="concurrent users, e.g. 32,128")
 
 
 async def sync_closed_loop(
@@ -125,17 +119,17 @@ def run_sync(
 
 
 def main() -> None:
-    args, mode = parse_args(__doc__ or "", _add_args)
-    result = Result(SCENARIO, "Ours vs a synchronous FastAPI endpoint", mode)
-    clients = [int(c) for c in args.clients.split(",")]
-    warmup_s, measure_s = mode.pick(5.0, 10.0), mode.pick(12.0, 40.0)
-    corpus = load_corpus(mode.pick(1000, 3000))
-    bodies = build_bodies(corpus)
-    result.config = peer_config(
-        clients,
-        warmup_s,
-        measure_s,
-        corpus,
+    peer = PeerRun.start(
+        __doc__ or "",
+        SCENARIO,
+        "Ours vs a synchronous FastAPI endpoint",
+        default_clients="32,128",
+        quick_measure_s=12.0,
+    )
+    result, mode, clients = peer.result, peer.mode, peer.clients
+    warmup_s, measure_s = peer.warmup_s, peer.measure_s
+    bodies = build_bodies(peer.corpus)
+    peer.configure(
         sync="one uvicorn process, `def` endpoint (thread pool), batch of one, same model; "
         "its best intra-op thread setting (all cores out of the box; full mode also tries 1)",
     )
