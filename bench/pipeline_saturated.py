@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 from typing import Any
 
 from bench.common import Result, Target, load_result, log, parse_args, wait_quiet
@@ -145,31 +146,22 @@ def main() -> None:
             ) as stack:
                 quiet = wait_quiet(stack.pids().values(), mode.pick(10, 60))
                 log(f"{label}: {args.clients} users, {measure_s:.0f} s window")
-                run = asyncio.run(
-                    measure(
-                        stack,
-                        bodies,
-                        clients=args.clients,
-                        warmup_s=warmup_s,
-                        measure_s=measure_s,
-                    )
+                once = functools.partial(
+                    measure,
+                    stack,
+                    bodies,
+                    clients=args.clients,
+                    warmup_s=warmup_s,
+                    measure_s=measure_s,
                 )
+                run = asyncio.run(once())
                 run["quiet"] = quiet
                 run["engine"] = stack.engine()
                 if mode.full and label == variants[0][0]:
                     for how in ("poll", "stream"):
                         log(f"again, users waiting by {how} (poll: GET every 250 ms)")
                         stack.infra.redis(1).flushdb()  # the same images again: no cache hits
-                        run[f"wait_{how}"] = asyncio.run(
-                            measure(
-                                stack,
-                                bodies,
-                                clients=args.clients,
-                                warmup_s=warmup_s,
-                                measure_s=measure_s,
-                                wait=how,
-                            )
-                        )
+                        run[f"wait_{how}"] = asyncio.run(once(wait=how))
                 runs[label] = run
                 log(
                     f"{label}: {run['completed_per_s']} completed/s, batch "

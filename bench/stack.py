@@ -146,7 +146,7 @@ def warm_up_kafka(bootstrap: str, seconds: float = 20.0) -> None:
         AdminClient(kafka_client(bootstrap)).delete_topics([topic])
 
 
-# What `penguin12.runner.WorkerSettings.cpu_nice` defaults to (the `make run` configuration).
+# What `penguin12.settings.WorkerSettings.cpu_nice` defaults to (the `make run` configuration).
 DEFAULT_WORKER_NICE = 10
 
 

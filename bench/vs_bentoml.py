@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import json
 import os
@@ -45,16 +46,13 @@ from bench.common import (
     RESULTS,
     ROOT,
     ProcMonitor,
-    Result,
     Target,
     latency_summary,
     log,
-    parse_args,
     wait_quiet,
 )
-from bench.corpus import describe, load_corpus
 from bench.load import build_bodies
-from bench.pipeline_saturated import measure
+from bench.peers import Body, PeerRun, closed_loop_users, measure_ours, ratio, run_watched
 from bench.stack import BenchStack, infra, model_dir
 from penguin12_devstack.ports import free_port
 
@@ -67,7 +65,6 @@ THROUGHPUT_GOAL = 1.0
 
 
 def _add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clients", default="32", help="concurrent users, e.g. 32,128")
     parser.add_argument("--poll-ms", type=int, default=100, help="BentoML status poll interval")
 
 
@@ -176,7 +173,7 @@ def _ready(port: int) -> bool:
 
 async def bentoml_closed_loop(
     port: int,
-    bodies: list[tuple[str, bytes]],
+    bodies: list[Body],
     *,
     clients: int,
     warmup_s: float,
@@ -191,40 +188,32 @@ async def bentoml_closed_loop(
     e2e: list[float] = []
     counts = {"submitted": 0, "completed": 0, "failed": 0, "polls": 0, "unfinished": 0}
     errors: dict[int, int] = {}
-    cursor = 0
 
-    async def user() -> None:
-        nonlocal cursor
-        conn = HttpConn("127.0.0.1", port, timeout_s=300)
-        try:
-            while time.monotonic() < window[1] and cursor < len(bodies):
-                content_type, body = bodies[cursor]
-                cursor += 1
-                t0 = time.monotonic()
-                code, payload = await conn.request("POST", "/infer/submit", body, content_type)
-                t1 = time.monotonic()
-                counts["submitted"] += 1
-                if code != 200:
-                    errors[code] = errors.get(code, 0) + 1
-                    await asyncio.sleep(0.05)
-                    continue
-                if window[0] <= t0 < window[1]:
-                    submit_latency.append(t1 - t0)
-                task_id = json.loads(payload)["task_id"]
-                status = await _poll(conn, task_id, poll_s, job_timeout_s)
-                if status == "completed":
-                    code, _ = await conn.request("GET", f"/infer/get?task_id={task_id}", b"", "")
-                    status = "completed" if code == 200 else "failed"
-                t2 = time.monotonic()
-                if status is None:
-                    counts["unfinished"] += 1
-                elif status != "completed":
-                    counts["failed"] += 1
-                elif window[0] <= t2 < window[1]:
-                    counts["completed"] += 1
-                    e2e.append(t2 - t0)
-        finally:
-            await conn.close()
+    async def one_job(conn: HttpConn, body: Body) -> None:
+        content_type, payload = body
+        t0 = time.monotonic()
+        code, answer = await conn.request("POST", "/infer/submit", payload, content_type)
+        t1 = time.monotonic()
+        counts["submitted"] += 1
+        if code != 200:
+            errors[code] = errors.get(code, 0) + 1
+            await asyncio.sleep(0.05)
+            return
+        if window[0] <= t0 < window[1]:
+            submit_latency.append(t1 - t0)
+        task_id = json.loads(answer)["task_id"]
+        status = await _poll(conn, task_id, poll_s, job_timeout_s)
+        if status == "completed":
+            code, _ = await conn.request("GET", f"/infer/get?task_id={task_id}", b"", "")
+            status = "completed" if code == 200 else "failed"
+        t2 = time.monotonic()
+        if status is None:
+            counts["unfinished"] += 1
+        elif status != "completed":
+            counts["failed"] += 1
+        elif window[0] <= t2 < window[1]:
+            counts["completed"] += 1
+            e2e.append(t2 - t0)
 
     async def _poll(conn: HttpConn, task_id: str, poll: float, limit_s: float) -> str | None:
         deadline = time.monotonic() + limit_s
@@ -236,10 +225,14 @@ async def bentoml_closed_loop(
                 return str(body["status"])
         return None
 
-    tasks = [asyncio.create_task(user()) for _ in range(clients)]
-    _, pending = await asyncio.wait(tasks, timeout=warmup_s + measure_s + job_timeout_s + 10)
-    for task in pending:
-        task.cancel()
+    await closed_loop_users(
+        port,
+        bodies,
+        clients=clients,
+        until=window[1],
+        grace_s=warmup_s + measure_s + job_timeout_s + 10,
+        one_job=one_job,
+    )
     return {
         "clients": clients,
         **counts,
@@ -267,23 +260,20 @@ def run_bentoml(
         quiet = wait_quiet(_descendants(pid), 10)
         for c in clients:
             log(f"BentoML ({workers} worker(s), {threads or 'all'} threads), {c} users")
-            monitor = ProcMonitor({f"bentoml-{p}": p for p in _descendants(pid)})
-
-            async def go(c: int = c, monitor: ProcMonitor = monitor) -> dict[str, Any]:
-                async def watch() -> dict[str, Any]:
-                    await asyncio.sleep(warmup_s)
-                    monitor.start()
-                    await asyncio.sleep(measure_s)
-                    return monitor.stop()
-
-                watched = asyncio.create_task(watch())
-                run = await bentoml_closed_loop(
-                    port, bodies, clients=c, warmup_s=warmup_s, measure_s=measure_s, poll_s=poll_s
-                )
-                run["cpu"] = await watched
-                return run
-
-            run = asyncio.run(go())
+            run = run_watched(
+                ProcMonitor({f"bentoml-{p}": p for p in _descendants(pid)}),
+                warmup_s,
+                measure_s,
+                functools.partial(
+                    bentoml_closed_loop,
+                    port,
+                    bodies,
+                    clients=c,
+                    warmup_s=warmup_s,
+                    measure_s=measure_s,
+                    poll_s=poll_s,
+                ),
+            )
             cores = sum(v for k, v in run["cpu"]["cpu_cores_by_process"].items() if k != "bench")
             done = run["completed_per_s"] * measure_s
             run["cpu_ms_per_image"] = round(1e3 * cores * measure_s / done, 2) if done else None
@@ -301,45 +291,32 @@ def run_bentoml(
 
 
 def main() -> None:
-    args, mode = parse_args(__doc__ or "", _add_args)
-    result = Result(SCENARIO, "Ours vs BentoML's task queue (@bentoml.task)", mode)
-    clients = [int(c) for c in args.clients.split(",")]
-    warmup_s, measure_s = mode.pick(5.0, 10.0), mode.pick(15.0, 40.0)
-    corpus = load_corpus(mode.pick(1000, 3000))
+    peer = PeerRun.start(
+        __doc__ or "",
+        SCENARIO,
+        "Ours vs BentoML's task queue (@bentoml.task)",
+        default_clients="32",
+        quick_measure_s=15.0,
+        more_args=_add_args,
+    )
+    args, mode, result, clients = peer.args, peer.mode, peer.result, peer.clients
+    warmup_s, measure_s, corpus = peer.warmup_s, peer.measure_s, peer.corpus
     python = ensure_env()
     settings = [(1, 0), (2, 1)]  # (workers, threads): the better run counts
-    result.config = {
-        "clients": clients,
-        "warmup_s": warmup_s,
-        "measure_s": measure_s,
-        "corpus": describe(corpus),
-        "ours": "`make run` defaults, 1 feature extractor; users wait by long-poll on status_url",
-        "bentoml": f"bentoml {BENTOML_VERSION}, own venv; @bentoml.task(batchable=True, "
+    peer.configure(
+        bentoml=f"bentoml {BENTOML_VERSION}, own venv; @bentoml.task(batchable=True, "
         f"max_batch_size=16); (workers, threads) tried: {settings}; users poll status every "
         f"{args.poll_ms} ms, then GET the result",
-    }
-    ours: dict[str, Any] = {}
+    )
     with infra() as inf, BenchStack(inf, SCENARIO) as stack:
-        quiet = wait_quiet(stack.pids().values(), mode.pick(10, 60))
-        for c in clients:
-            stack.infra.redis(1).flushdb()
-            log(f"ours, {c} users")
-            run = asyncio.run(
-                measure(
-                    stack,
-                    build_bodies(corpus),
-                    clients=c,
-                    warmup_s=warmup_s,
-                    measure_s=measure_s,
-                )
-            )
-            run["quiet"] = quiet
-            ours[f"c{c}"] = run
-            log(
-                f"  ours c={c}: {run['completed_per_s']} img/s, POST p99 "
-                f"{run['accept_latency'].get('p99_ms')} ms, {run['system_cpu_ms_per_image']} "
-                f"CPU-ms/img, others used {run['cpu']['foreign_busy_cores']} cores"
-            )
+        ours = measure_ours(
+            stack,
+            build_bodies(corpus),
+            clients,
+            warmup_s=warmup_s,
+            measure_s=measure_s,
+            quiet_s=mode.pick(10, 60),
+        )
     by_setting = {
         f"workers{w}-threads{t}": run_bentoml(
             python, corpus, clients, warmup_s, measure_s, args.poll_ms / 1e3, w, t
@@ -356,9 +333,7 @@ def main() -> None:
             "bentoml_setting": best_key,
             "ours_completed_per_s": o["completed_per_s"],
             "bentoml_completed_per_s": b["completed_per_s"],
-            "throughput_ratio": round(o["completed_per_s"] / b["completed_per_s"], 3)
-            if b["completed_per_s"]
-            else None,
+            "throughput_ratio": ratio(o["completed_per_s"], b["completed_per_s"]),
             "ours_front_door_p99_ms": o_p99,
             "bentoml_submit_p99_ms": b_p99,
             "ours_end_to_end_p99_ms": o["end_to_end_latency"].get("p99_ms"),

@@ -16,8 +16,7 @@ Figures: completed images/s and latency p50/p99 for both; for ours the front doo
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -25,19 +24,9 @@ import time
 from typing import Any
 
 from bench.client import HttpConn
-from bench.common import (
-    RESULTS,
-    ProcMonitor,
-    Result,
-    Target,
-    latency_summary,
-    log,
-    parse_args,
-    wait_quiet,
-)
-from bench.corpus import describe, load_corpus
+from bench.common import RESULTS, ProcMonitor, Target, latency_summary, log
 from bench.load import build_bodies
-from bench.pipeline_saturated import measure
+from bench.peers import Body, PeerRun, closed_loop_users, measure_ours, ratio, run_watched
 from bench.stack import DEFAULT_WORKER_NICE, BenchStack, infra, model_dir
 from penguin12_devstack.ports import free_port
 from penguin12_devstack.process import die_with_parent, terminate_process
@@ -48,12 +37,8 @@ P99_FACTOR_GOAL = 10.0
 THROUGHPUT_GOAL = 1.15
 
 
-def _add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clients", default="32,128", help="concurrent users, e.g. 32,128")
-
-
 async def sync_closed_loop(
-    port: int, bodies: list[tuple[str, bytes]], clients: int, warmup_s: float, measure_s: float
+    port: int, bodies: list[Body], clients: int, warmup_s: float, measure_s: float
 ) -> dict[str, Any]:
     """``clients`` users POSTing to the sync endpoint back to back; counts answers in the window."""
     started = time.monotonic()
@@ -61,31 +46,27 @@ async def sync_closed_loop(
     latencies: list[float] = []
     completed = 0
     errors: dict[int, int] = {}
-    cursor = 0
 
-    async def user() -> None:
-        nonlocal cursor, completed
-        conn = HttpConn("127.0.0.1", port, timeout_s=300)
-        try:
-            while time.monotonic() < window[1] and cursor < len(bodies):
-                content_type, body = bodies[cursor]
-                cursor += 1
-                t0 = time.monotonic()
-                code, _ = await conn.request("POST", "/v1/infer-sync", body, content_type)
-                t1 = time.monotonic()
-                if code != 200:
-                    errors[code] = errors.get(code, 0) + 1
-                    continue
-                if window[0] <= t1 < window[1]:
-                    completed += 1
-                    latencies.append(t1 - t0)
-        finally:
-            await conn.close()
+    async def one_job(conn: HttpConn, body: Body) -> None:
+        nonlocal completed
+        content_type, payload = body
+        t0 = time.monotonic()
+        code, _ = await conn.request("POST", "/v1/infer-sync", payload, content_type)
+        t1 = time.monotonic()
+        if code != 200:
+            errors[code] = errors.get(code, 0) + 1
+        elif window[0] <= t1 < window[1]:
+            completed += 1
+            latencies.append(t1 - t0)
 
-    tasks = [asyncio.create_task(user()) for _ in range(clients)]
-    _, pending = await asyncio.wait(tasks, timeout=warmup_s + measure_s + 300)
-    for task in pending:
-        task.cancel()
+    await closed_loop_users(
+        port,
+        bodies,
+        clients=clients,
+        until=window[1],
+        grace_s=warmup_s + measure_s + 300,
+        one_job=one_job,
+    )
     return {
         "clients": clients,
         "completed_in_window": completed,
@@ -96,7 +77,7 @@ async def sync_closed_loop(
 
 
 def run_sync(
-    bodies: list[tuple[str, bytes]],
+    bodies: list[Body],
     clients: list[int],
     warmup_s: float,
     measure_s: float,
@@ -121,21 +102,12 @@ def run_sync(
         wait_http_ready(f"http://127.0.0.1:{port}/readyz", 180, log_file, proc)
         for c in clients:
             log(f"sync baseline ({threads or 'all'} intra-op threads), {c} users")
-            monitor = ProcMonitor({"sync_baseline": proc.pid})
-
-            async def go(c: int = c, monitor: ProcMonitor = monitor) -> dict[str, Any]:
-                async def watch() -> dict[str, Any]:
-                    await asyncio.sleep(warmup_s)
-                    monitor.start()
-                    await asyncio.sleep(measure_s)
-                    return monitor.stop()
-
-                watched = asyncio.create_task(watch())
-                run = await sync_closed_loop(port, bodies, c, warmup_s, measure_s)
-                run["cpu"] = await watched
-                return run
-
-            runs[f"c{c}"] = asyncio.run(go())
+            runs[f"c{c}"] = run_watched(
+                ProcMonitor({"sync_baseline": proc.pid}),
+                warmup_s,
+                measure_s,
+                functools.partial(sync_closed_loop, port, bodies, c, warmup_s, measure_s),
+            )
             r = runs[f"c{c}"]
             log(
                 f"  sync c={c}: {r['completed_per_s']} img/s, p50 {r['latency'].get('p50_ms')} ms,"
@@ -147,41 +119,34 @@ def run_sync(
 
 
 def main() -> None:
-    args, mode = parse_args(__doc__ or "", _add_args)
-    result = Result(SCENARIO, "Ours vs a synchronous FastAPI endpoint", mode)
-    clients = [int(c) for c in args.clients.split(",")]
-    warmup_s, measure_s = mode.pick(5.0, 10.0), mode.pick(12.0, 40.0)
-    corpus = load_corpus(mode.pick(1000, 3000))
-    bodies = build_bodies(corpus)
-    result.config = {
-        "clients": clients,
-        "warmup_s": warmup_s,
-        "measure_s": measure_s,
-        "corpus": describe(corpus),
-        "ours": "`make run` defaults, 1 feature extractor; users wait by long-poll on status_url",
-        "sync": "one uvicorn process, `def` endpoint (thread pool), batch of one, same model; "
+    peer = PeerRun.start(
+        __doc__ or "",
+        SCENARIO,
+        "Ours vs a synchronous FastAPI endpoint",
+        default_clients="32,128",
+        quick_measure_s=12.0,
+    )
+    result, mode, clients = peer.result, peer.mode, peer.clients
+    warmup_s, measure_s = peer.warmup_s, peer.measure_s
+    bodies = build_bodies(peer.corpus)
+    peer.configure(
+        sync="one uvicorn process, `def` endpoint (thread pool), batch of one, same model; "
         "its best intra-op thread setting (all cores out of the box; full mode also tries 1)",
-    }
+    )
     variants: dict[str, dict[str, Any]] = {}
     with infra() as inf:
         for nice in mode.pick([DEFAULT_WORKER_NICE], [DEFAULT_WORKER_NICE, 0]):
             label = SCENARIO if nice == DEFAULT_WORKER_NICE else f"{SCENARIO}-nice{nice}"
-            runs: dict[str, Any] = {}
             with BenchStack(inf, label, worker_nice=nice) as stack:
-                quiet = wait_quiet(stack.pids().values(), mode.pick(10, 60))
-                for c in clients:
-                    stack.infra.redis(1).flushdb()  # same images for every run: keep cache cold
-                    log(f"ours (workers at nice {nice}), {c} users")
-                    r = asyncio.run(
-                        measure(stack, bodies, clients=c, warmup_s=warmup_s, measure_s=measure_s)
-                    )
-                    r["quiet"] = quiet
-                    runs[f"c{c}"] = r
-                    log(
-                        f"  ours c={c}: {r['completed_per_s']} img/s, POST p99 "
-                        f"{r['accept_latency'].get('p99_ms')} ms, e2e p99 "
-                        f"{r['end_to_end_latency'].get('p99_ms')} ms"
-                    )
+                runs = measure_ours(
+                    stack,
+                    bodies,
+                    clients,
+                    warmup_s=warmup_s,
+                    measure_s=measure_s,
+                    quiet_s=mode.pick(10, 60),
+                    what=f"ours (workers at nice {nice})",
+                )
             variants[f"nice{nice}"] = runs
     ours = variants[f"nice{DEFAULT_WORKER_NICE}"]
     # The alternative gets its best thread setting (out of the box: all cores), per user count.
@@ -205,9 +170,7 @@ def main() -> None:
             "variant": "ours, `make run` defaults",
             "ours_completed_per_s": o["completed_per_s"],
             "sync_completed_per_s": s["completed_per_s"],
-            "throughput_ratio": round(o["completed_per_s"] / s["completed_per_s"], 3)
-            if s["completed_per_s"]
-            else None,
+            "throughput_ratio": ratio(o["completed_per_s"], s["completed_per_s"]),
             "ours_front_door_p50_ms": o["accept_latency"].get("p50_ms"),
             "ours_front_door_p99_ms": o_p99,
             "ours_end_to_end_p50_ms": o["end_to_end_latency"].get("p50_ms"),
@@ -235,9 +198,7 @@ def main() -> None:
                     "variant": f"ours with workers at {key}",
                     "ours_completed_per_s": o["completed_per_s"],
                     "sync_completed_per_s": s_["completed_per_s"],
-                    "throughput_ratio": round(o["completed_per_s"] / s_["completed_per_s"], 3)
-                    if s_["completed_per_s"]
-                    else None,
+                    "throughput_ratio": ratio(o["completed_per_s"], s_["completed_per_s"]),
                     "ours_front_door_p99_ms": o_p99,
                     "sync_p99_ms": s_p99,
                     "p99_factor": round(s_p99 / o_p99, 1) if o_p99 and s_p99 else None,

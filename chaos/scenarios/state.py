@@ -19,12 +19,14 @@ def flush_state(ctx: Context) -> Outcome:
     import redis
 
     from penguin12.settings import CommonSettings
-    from penguin12.state import redis_options
+    from penguin12.state import JobStore, redis_options
 
     outcome = Outcome(
         "flush-state", "FLUSHDB Redis DB0 (job state) mid-run: provenance rebuilds it from Kafka"
     )
-    client = redis.Redis.from_url(_state_url(), socket_timeout=5, **redis_options(CommonSettings()))
+    settings = CommonSettings()
+    client = redis.Redis.from_url(_state_url(), socket_timeout=5, **redis_options(settings))
+    store = JobStore(client, retention_s=0)  # read-only here: asks whether a rebuild finished
     before: dict[str, int] = {}
     with under_load(ctx, outcome) as tracker:
         ctx.wait(ctx.profile.warmup_s)
@@ -33,7 +35,7 @@ def flush_state(ctx: Context) -> Outcome:
         with tracker.lock:
             before = {j.request_id: j.max_rank for j in tracker.jobs.values() if j.max_rank >= 0}
             tracker.tolerate_missing = True
-        markers_before = sorted(k.decode() for k in client.scan_iter("penguin12:marker:*"))
+        complete_before = store.is_complete(settings.topic_status)
         client.flushdb()
         flushed_at = time.monotonic()
         outcome.notes.append(f"flushed DB0 holding {len(before)} known jobs")
@@ -46,7 +48,7 @@ def flush_state(ctx: Context) -> Outcome:
                 back_after = time.monotonic() - flushed_at
                 break
             time.sleep(0.5)
-        markers_after = sorted(k.decode() for k in client.scan_iter("penguin12:marker:*"))
+        complete_after = store.is_complete(settings.topic_status)
         with tracker.lock:
             tracker.tolerate_missing = False
         ctx.wait(ctx.profile.after_s)
@@ -58,8 +60,8 @@ def flush_state(ctx: Context) -> Outcome:
     outcome.counts["back_lower"] = len(lower)
     outcome.details.update(
         answers_back_after_s=None if back_after is None else round(back_after, 1),
-        markers_before=markers_before,
-        markers_after=markers_after,
+        state_complete_before_flush=complete_before,
+        state_complete_after_recovery=complete_after,
         not_back_examples=not_back[:5],
     )
     outcome.checks["every answer came back"] = not not_back

@@ -181,7 +181,7 @@ def up(feature_extractors: int, observe: bool = True) -> None:
     bootstrap, kafka_started = start_local_kafka(ports, brokers)
     started += kafka_started
 
-    # Observability (issue #4): Prometheus + an OTLP trace receiver, see observability.py.
+    # Observability (issue #4): Prometheus + an OTLP trace receiver, see the observability package.
     obs = None
     if observe:
         obs = observability.start_local_observability(

@@ -64,7 +64,7 @@ RUN_FIELD = "run"
 # ARGV: status, rank, submitted_at, at, result, error, retention_s, request_id, reopen,
 # events channel, callback_url, owner. Publishing from inside the script saves a round trip.
 #
-# Re-open (`reopen`, see penguin12.dlq): a FAILED (or unknown, or still open) job goes back to
+# Re-open (`reopen`, see penguin12_ops.dlq): a FAILED (or unknown, or still open) job goes back to
 # PENDING as a new run: result and error are cleared, `run` counts up, and the deadline clock
 # restarts from the re-open (`reopened_at` is its base in the open-jobs index). A COMPLETED job is
 # never re-opened. Which updates belong to the new run is decided by the order of the status log

@@ -76,16 +76,18 @@ def png_text_findings(chunks: list[tuple[str, str]]) -> list[Finding]:
     for keyword in ("Software", "Source", "Author", "Title", "Description", "Comment"):
         value = text.get(keyword, "")
         if name := generator_named_in(value):
-            findings.append(
-                Finding(
-                    source="png",
-                    finding="generator_software",
-                    detail=f"The PNG {keyword!r} text chunk names the generator {name!r} "
-                    f"({_quote(value)!r}). {_UNSIGNED}",
-                )
-            )
+            findings.append(_generator_software("png", f"PNG {keyword!r} text chunk", name, value))
             break  # NovelAI writes Software, Source and Comment: one finding says it
     return findings
+
+
+def _generator_software(source: str, where: str, name: str, value: str) -> Finding:
+    """A metadata field that names a generator (``where``: "PNG 'Software' text chunk" ...)."""
+    return Finding(
+        source=source,
+        finding="generator_software",
+        detail=f"The {where} names the generator {name!r} ({_quote(value)!r}). {_UNSIGNED}",
+    )
 
 
 def exif_findings(exif_bytes: bytes) -> list[Finding]:
@@ -120,14 +122,7 @@ def exif_findings(exif_bytes: bytes) -> list[Finding]:
         if A1111_PARAMETERS_RE.search(value):
             findings.append(_exif_parameters(label, value))
         elif name := generator_named_in(value):
-            findings.append(
-                Finding(
-                    source="exif",
-                    finding="generator_software",
-                    detail=f"The EXIF {label} tag names the generator {name!r} "
-                    f"({_quote(value)!r}). {_UNSIGNED}",
-                )
-            )
+            findings.append(_generator_software("exif", f"EXIF {label} tag", name, value))
     comment = _decode_user_comment(user_comment)
     if A1111_PARAMETERS_RE.search(comment):
         findings.append(_exif_parameters("UserComment", comment))
