@@ -282,3 +282,12 @@ def photos() -> dict[str, bytes]:
             f"the test photographs are missing: expected six JPEGs in {PHOTOS}", pytrace=False
         )
     return found
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker-compose.yml as parsed YAML (the deployment and monitoring checks read it)."""
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
