@@ -33,7 +33,6 @@ from penguin12_devstack.services import SERVICE_MODULES
 from penguin12_model import ModelSettings
 from preprocessor.settings import PreprocessorSettings
 from provenance.settings import ProvenanceSettings
-from provenance.webhooks import WebhookSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -134,12 +133,6 @@ def test_compose_environment_matches_the_settings_and_the_local_run(
                     and key.startswith("PENGUIN12_MODEL_")
                     and key.removeprefix("PENGUIN12_MODEL_").lower() in ModelSettings.model_fields
                     and issubclass(settings, ModelSettings)
-                )
-                or (
-                    name == "provenance"
-                    and key.startswith("PENGUIN12_WEBHOOK_")
-                    and key.removeprefix("PENGUIN12_WEBHOOK_").lower()
-                    in WebhookSettings.model_fields
                 )
             )
             assert known, f"{name}: {key} is not a setting of {settings.__name__}"

@@ -18,9 +18,9 @@ import pytest
 from confluent_kafka import Producer
 
 from conftest import Stack, read_topic, wait_for
+from penguin12.security import verify_webhook
 from penguin12_devstack.ports import free_port
 from penguin12_ops.dlq import DlqSettings, parse_since, read_replay_log
-from provenance.webhooks import verify
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_list_then_replay_after_a_fix_completes_the_job(
     assert headers["X-Penguin12-Event"] == "job.completed"
     assert json.loads(body) == stack.status(request_id).json()
     assert headers["X-Penguin12-Delivery"] != first_headers["X-Penguin12-Delivery"]
-    assert verify(
+    assert verify_webhook(
         response.json()["webhook_secret"],
         headers["X-Penguin12-Signature"],
         headers["X-Penguin12-Delivery"],

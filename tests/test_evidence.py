@@ -14,7 +14,7 @@ from corpus import provenance as samples
 from PIL import Image, PngImagePlugin
 
 from penguin12 import evidence
-from penguin12.evidence import Limits, TrustSettings, apply_declarations, read_evidence
+from penguin12.evidence import Limits, TrustAnchors, apply_declarations, read_evidence
 from penguin12.evidence.containers import find_blocks
 from penguin12.schemas import Finding, ModelInfo, Result
 
@@ -42,7 +42,7 @@ def hostile() -> dict[str, bytes]:
 def test_a_valid_c2pa_ai_declaration_names_generator_signer_and_trust(
     signed: bytes, chain: samples.SigningChain
 ) -> None:
-    trusted = read_evidence(signed, trust=TrustSettings(chain.ca_pem))
+    trusted = read_evidence(signed, trust=TrustAnchors(chain.ca_pem))
     assert codes(trusted) == [("c2pa", "ai_declared")]
     detail = trusted[0].detail
     assert "trainedAlgorithmicMedia" in detail
@@ -59,7 +59,7 @@ def test_a_signer_outside_the_trust_list_is_reported_but_the_declaration_stands(
     signed: bytes,
 ) -> None:
     other = samples.signing_chain("Someone Else")
-    found = read_evidence(signed, trust=TrustSettings(other.ca_pem))
+    found = read_evidence(signed, trust=TrustAnchors(other.ca_pem))
     assert codes(found) == [("c2pa", "ai_declared"), ("c2pa", "untrusted_signer")]
     assert "not on the configured trust list" in found[0].detail
 
@@ -67,7 +67,7 @@ def test_a_signer_outside_the_trust_list_is_reported_but_the_declaration_stands(
 def test_a_tampered_signature_is_invalid_and_its_claim_does_not_count(
     signed: bytes, chain: samples.SigningChain
 ) -> None:
-    found = read_evidence(samples.tampered_signature(signed), trust=TrustSettings(chain.ca_pem))
+    found = read_evidence(samples.tampered_signature(signed), trust=TrustAnchors(chain.ca_pem))
     assert codes(found) == [("c2pa", "manifest_invalid")]
     assert "claimSignature.mismatch" in found[0].detail
     assert "does not count" in found[0].detail

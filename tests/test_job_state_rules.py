@@ -183,10 +183,11 @@ def test_reopen_never_moves_a_completed_job_back(infra: Infra) -> None:
 
 
 def test_a_reopened_job_gets_a_fresh_deadline_and_a_new_webhook(infra: Infra) -> None:
-    from provenance.webhooks import WebhookQueue
+    from provenance.webhooks.queue import WebhookQueue
 
     client = redis.Redis.from_url(f"{infra.redis_url}/0")
-    store, hooks = JobStore(client, retention_s=600), WebhookQueue(client, retention_s=600)
+    store = JobStore(client, retention_s=600)
+    hooks = WebhookQueue(client, store, retention_s=600)
     rid, now = str(uuid.uuid4()), time.time()
     old = now - 7200  # submitted two hours ago, past a one-hour deadline
     store.apply_many(

@@ -235,10 +235,10 @@ def test_a_final_only_waiter_is_woken_by_final_statuses_only() -> None:
     (issue #14); an unknown status (a lost subscription) still wakes everyone."""
     import asyncio
 
-    from provenance.live import StatusNotifier
+    from provenance.notifier import StatusNotifier
 
     async def scenario() -> list[tuple[str | None, bool, bool]]:
-        notifier = StatusNotifier("redis://127.0.0.1:1/0")  # nothing listens: never connects
+        notifier = StatusNotifier("redis://127.0.0.1:1/0", {})  # nothing listens: never connects
         seen = []
         try:
             with (

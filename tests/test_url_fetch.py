@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from conftest import Stack
+from penguin12.settings import UrlPolicySettings
 from penguin12.ssrf import (
     UrlFetchFailed,
     UrlPolicy,
     UrlRefused,
-    UrlSettings,
     check_url,
     fetch,
     parse_ports,
@@ -156,7 +156,7 @@ def test_refusals_do_not_reveal_what_a_name_resolves_to() -> None:
 
 
 def test_only_web_ports_are_allowed_on_public_addresses() -> None:
-    policy = UrlSettings(_env_file=None).policy()  # the defaults
+    policy = UrlPolicy.from_settings(UrlPolicySettings(_env_file=None))  # the defaults
     public = ipaddress.ip_address("93.184.216.34")
     for port in (80, 443, 8080, 8443):
         policy.check_address(public, "example.com", port)
@@ -180,24 +180,18 @@ def test_logs_never_carry_a_url_query_string(caplog: pytest.LogCaptureFixture) -
     # A token in the query string must not reach the logs, even when the fetch fails.
     from fastapi import HTTPException
 
-    from preprocessor import remote
+    from penguin12.settings import UrlFetchSettings
+    from preprocessor.remote import UrlFetcher
 
-    remote.remote_settings.cache_clear()
     secret = "s3cr3t-token-value"
-    with (
-        slow_server("trickle") as base,
-        caplog.at_level(logging.DEBUG),
-        pytest.MonkeyPatch.context() as env,
-    ):
-        env.setenv("PENGUIN12_ALLOW_PRIVATE_URLS", "true")
-        env.setenv("PENGUIN12_URL_FETCH_TIMEOUT_S", "1")
-        try:
-            for url in (f"{base}/img.jpg?token={secret}", f"http://10.0.0.1:25/?token={secret}"):
-                with pytest.raises(HTTPException) as failed:
-                    asyncio.run(remote.download(url, 1000))
-                assert secret not in str(failed.value.detail)
-        finally:
-            remote.remote_settings.cache_clear()
+    fetcher = UrlFetcher(
+        UrlFetchSettings(_env_file=None, allow_private_urls=True, url_fetch_timeout_s=1)
+    )
+    with slow_server("trickle") as base, caplog.at_level(logging.DEBUG):
+        for url in (f"{base}/img.jpg?token={secret}", f"http://10.0.0.1:25/?token={secret}"):
+            with pytest.raises(HTTPException) as failed:
+                asyncio.run(fetcher.download(url, 1000))
+            assert secret not in str(failed.value.detail)
     assert caplog.records, "the failures were logged"
     leaked = [f"{r.name}: {r.getMessage()}" for r in caplog.records if secret in r.getMessage()]
     assert not leaked, leaked

@@ -111,6 +111,22 @@ def sign_webhook(secret: str, timestamp: int, delivery_id: str, body: bytes) -> 
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def verify_webhook(
+    secret: str, header: str, delivery_id: str, body: bytes, tolerance_s: float = 300.0
+) -> bool:
+    """Check an ``X-Penguin12-Signature`` header (``t=<unix seconds>,v2=<hex>``) as a receiver
+    does: the right job secret, delivery id and body, signed within ``tolerance_s``."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance_s:
+        return False
+    expected = sign_webhook(secret, timestamp, delivery_id, body)
+    return hmac.compare_digest(expected, parts.get("v2", ""))
+
+
 class RateLimiter:
     """At most ``per_minute`` requests per client per clock minute (0 turns it off)."""
 

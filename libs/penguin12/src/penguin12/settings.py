@@ -1,4 +1,5 @@
-"""Settings shared by every Penguin12 service.
+"""Settings shared by every Penguin12 service, and the parts a service's one settings class is
+composed of (Kafka/Redis in `CommonSettings`, URL rules, webhooks).
 
 Every value comes from an environment variable (prefix ``PENGUIN12_``) with a default that suits
 the local run (`make run`), so Docker Compose changes configuration only, never code. Moving to a
@@ -14,15 +15,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# Ports a client-chosen URL may use on a public address (penguin12.ssrf).
+DEFAULT_ALLOWED_PORTS = "80,443,8080,8443"
 
 
-class CommonSettings(BaseSettings):
-    """Infrastructure addresses and credentials, topic names and observability switches."""
+class KafkaSettings(BaseSettings):
+    """Where Kafka is, how to reach it securely, and the pipeline's topics."""
 
     model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
-
-    service_name: str = "penguin12"
-    log_level: str = "INFO"
 
     # Comma-separated host:port list; one reachable broker is enough to find the others.
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -50,23 +50,11 @@ class CommonSettings(BaseSettings):
     kafka_ssl_cert_file: str = ""
     kafka_ssl_key_file: str = ""
     kafka_ssl_key_password: SecretStr = SecretStr("")
-    # Status records are the source of truth that provenance can replay into Redis: keep them a week.
+    # Status records are the source of truth that provenance re-reads into Redis: keep them a week.
     status_retention_ms: int = 7 * 24 * 3600 * 1000
     # A consumer outside its group (no member id, no partitions) this long is replaced by a new
     # one: librdkafka has been seen never to rejoin after a broker restart (docs in worker.py).
     rejoin_timeout_s: float = 60.0
-
-    # redis:// or rediss:// (TLS). A password may be in the URL (redis://:pw@host:6379/0) or,
-    # kept out of the URL and the logs, in PENGUIN12_REDIS_PASSWORD (used for both DBs).
-    state_redis_url: str = "redis://127.0.0.1:6379/0"
-    cache_redis_url: str = "redis://127.0.0.1:6379/1"
-    redis_username: str = ""
-    redis_password: SecretStr = SecretStr("")
-    # PEM CA for rediss:// (empty: the system's trust store).
-    redis_ssl_ca_file: str = ""
-
-    # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318). Empty: tracing stays off.
-    otlp_endpoint: str = ""
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -74,7 +62,7 @@ class CommonSettings(BaseSettings):
         return value.strip().upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _consistent_kafka_settings(self) -> CommonSettings:
+    def _consistent_kafka_settings(self) -> KafkaSettings:
         if self.kafka_min_insync_replicas > self.kafka_replication_factor:
             raise ValueError(
                 f"kafka_min_insync_replicas ({self.kafka_min_insync_replicas}) is more than "
@@ -90,6 +78,79 @@ class CommonSettings(BaseSettings):
         if bool(self.kafka_ssl_cert_file) != bool(self.kafka_ssl_key_file):
             raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file go together (mutual TLS)")
         return self
+
+
+class RedisSettings(BaseSettings):
+    """Where Redis is (job state DB0, embedding cache DB1) and its credentials."""
+
+    model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
+
+    # redis:// or rediss:// (TLS). A password may be in the URL (redis://:pw@host:6379/0) or,
+    # kept out of the URL and the logs, in PENGUIN12_REDIS_PASSWORD (used for both DBs).
+    state_redis_url: str = "redis://127.0.0.1:6379/0"
+    cache_redis_url: str = "redis://127.0.0.1:6379/1"
+    redis_username: str = ""
+    redis_password: SecretStr = SecretStr("")
+    # PEM CA for rediss:// (empty: the system's trust store).
+    redis_ssl_ca_file: str = ""
+
+
+class CommonSettings(KafkaSettings, RedisSettings):
+    """What every service and tool reads: Kafka, Redis, its name, logging and tracing."""
+
+    service_name: str = "penguin12"
+    log_level: str = "INFO"
+    # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318). Empty: tracing stays off.
+    otlp_endpoint: str = ""
+
+
+class UrlPolicySettings(BaseSettings):
+    """Which addresses client-chosen URLs (images, webhook callbacks) may reach: a part of the
+    settings of each service that calls them (`penguin12.ssrf.UrlPolicy.from_settings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
+
+    allow_private_urls: bool = False
+    # Comma-separated CIDRs trusted on any port, even when private.
+    url_allowed_networks: str = ""
+    # Comma-separated ports allowed on public addresses, or * for any.
+    url_allowed_ports: str = DEFAULT_ALLOWED_PORTS
+
+
+class UrlFetchSettings(UrlPolicySettings):
+    """The address rules and the limits of downloading an image from a client's URL."""
+
+    # One deadline for the whole fetch: DNS, connect, headers, every redirect and the body.
+    url_fetch_timeout_s: float = Field(default=10.0, gt=0)
+    url_max_redirects: int = Field(default=3, ge=0)
+    # Downloads in progress at once (each may hold up to the upload limit in memory).
+    url_max_concurrent_fetches: int = Field(default=16, ge=1)
+
+
+class WebhookSigningSettings(BaseSettings):
+    """The master key of the webhook signatures, the same on both APIs: the preprocessor hands each
+    submitter its job's secret, provenance signs the deliveries with it."""
+
+    model_config = SettingsConfigDict(env_prefix="PENGUIN12_", extra="ignore")
+
+    # Empty: deliveries go out unsigned (a warning at start).
+    webhook_secret: str = Field(default="", repr=False)
+
+
+class WebhookSettings(WebhookSigningSettings, UrlPolicySettings):
+    """How webhooks are delivered (``PENGUIN12_WEBHOOK_*``) and where they may go."""
+
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    # Delay before retry n is backoff_s * 2**(n-1), at most max_backoff_s, plus up to 20% jitter.
+    webhook_backoff_s: float = Field(default=2.0, gt=0)
+    webhook_max_backoff_s: float = Field(default=600.0, gt=0)
+    # Total deadline of one attempt, from connecting to the status line and headers.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1)
+    # The most deliveries in flight to one receiver (scheme, host and port) at once.
+    webhook_per_receiver: int = Field(default=2, ge=1)
+    # How often the dispatcher looks for due deliveries when idle.
+    webhook_poll_interval_s: float = Field(default=0.2, gt=0)
 
 
 class WorkerSettings(CommonSettings):

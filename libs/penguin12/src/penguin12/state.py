@@ -1,25 +1,60 @@
-"""Job state in Redis DB0: applied so that a job only ever moves forward.
+"""Job state in Redis DB0, and its one owner: the layout, the rules and every write.
 
 Updates arrive at least once and from several producers, so they can repeat or arrive out of
 order. One Lua script applies an update atomically and only if it does not move the job back:
-a lower-ranked status is ignored and a terminal status (COMPLETED or FAILED) is final.
+a lower-ranked status is ignored and a final status (rank `FINAL_RANK`: COMPLETED or FAILED) is
+final, until the dead-letter replayer re-opens a failed job (`reopen_update`).
+
+Everything else (the preprocessor's PENDING, provenance's recorder and state rebuild, the DLQ
+re-open, webhooks) goes through this module's functions, never through the Redis keys.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 import redis
 
 from penguin12.schemas import STATUS_RANK, JobState, JobStatus, Result, StatusUpdate
-from penguin12.settings import CommonSettings
+from penguin12.settings import RedisSettings
+
+# A job at this rank is finished (COMPLETED or FAILED): nothing but a re-open moves it.
+FINAL_RANK = STATUS_RANK[JobStatus.COMPLETED]
+
+
+def is_final(status: JobStatus) -> bool:
+    """COMPLETED or FAILED: the job's verdict (or its failure) is known."""
+    return STATUS_RANK[status] >= FINAL_RANK
+
+
+def reopen_update(request_id: str, submitted_at: float, service: str) -> StatusUpdate:
+    """The status record that starts a new run of a job (`dlq replay`); see `_APPLY`."""
+    return StatusUpdate(
+        request_id=request_id,
+        submitted_at=submitted_at,
+        status=JobStatus.PENDING,
+        service=service,
+        reopen=True,
+    )
+
 
 KEY_PREFIX = "penguin12:job:"
+_MARKER_PREFIX = "penguin12:marker:"
 # Non-terminal jobs by submission time: what the deadline sweeper looks at.
 OPEN_JOBS_KEY = "penguin12:jobs:open"
 # Live status (issue #6): every applied change is published on EVENTS_PREFIX + request_id.
 EVENTS_PREFIX = "penguin12:job-events:"
+# What to subscribe to (PSUBSCRIBE) to hear of every job's changes; `changed_job` names the job.
+JOB_EVENTS_PATTERN = EVENTS_PREFIX + "*"
+
+
+def changed_job(channel: str) -> str:
+    """The request id a change event (on a `JOB_EVENTS_PATTERN` channel) is about."""
+    return channel.removeprefix(EVENTS_PREFIX)
+
+
 CALLBACK_FIELD = "callback_url"
 
 OWNER_FIELD = "owner"
@@ -59,7 +94,7 @@ if ARGV[9] == '1' then
   return 1
 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
-if current >= 3 or current > rank then
+if current >= {FINAL_RANK} or current > rank then
   return 0
 end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last_updated') or '0')
@@ -71,7 +106,7 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', rank, 'last_updated', mat
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
-if rank >= 3 then
+if rank >= {FINAL_RANK} then
   redis.call('ZREM', KEYS[2], ARGV[8])
 else
   local base = redis.call('HGET', KEYS[1], 'reopened_at') or redis.call('HGET', KEYS[1], 'submitted_at')
@@ -82,7 +117,15 @@ return 1
 """
 
 
-def redis_options(settings: CommonSettings | None) -> dict[str, Any]:
+class FinishedRun(NamedTuple):
+    """A finished job's webhook target and run number (``run`` counts its re-opens)."""
+
+    request_id: str
+    callback_url: str
+    run: int
+
+
+def redis_options(settings: RedisSettings | None) -> dict[str, Any]:
     """Credentials and TLS CA from the settings, for every Redis client (both DBs).
 
     A password in the URL (redis://:pw@host/0) works as well; the settings keep it out of URLs,
@@ -100,7 +143,7 @@ def redis_options(settings: CommonSettings | None) -> dict[str, Any]:
     return options
 
 
-def redis_client(url: str, settings: CommonSettings | None = None) -> redis.Redis:
+def redis_client(url: str, settings: RedisSettings | None = None) -> redis.Redis:
     """A client that fails fast: a Redis outage must not hang request handlers."""
     return redis.Redis.from_url(
         url, socket_timeout=5, socket_connect_timeout=2, **redis_options(settings)
@@ -117,7 +160,7 @@ class JobStore:
 
     @classmethod
     def from_url(
-        cls, url: str, retention_s: int, settings: CommonSettings | None = None
+        cls, url: str, retention_s: int, settings: RedisSettings | None = None
     ) -> JobStore:
         return cls(redis_client(url, settings), retention_s)
 
@@ -193,11 +236,34 @@ class JobStore:
     def forget_open(self, request_id: str) -> None:
         self._redis.zrem(OPEN_JOBS_KEY, request_id)
 
-    def has_marker(self, name: str) -> bool:
-        return bool(self._redis.exists(f"penguin12:marker:{name}"))
+    def finished_runs(self, request_ids: list[str]) -> list[FinishedRun]:
+        """Those of these jobs that are final and have a callback URL, each with its run number
+        (how often it was re-opened): what a webhook is due for. One round trip."""
+        if not request_ids:
+            return []
+        with self._redis.pipeline(transaction=False) as pipe:
+            for request_id in request_ids:
+                pipe.hmget(KEY_PREFIX + request_id, "rank", CALLBACK_FIELD, RUN_FIELD)
+            rows: list[list[bytes | None]] = pipe.execute()
+        finished = []
+        for request_id, (rank, url, run) in zip(request_ids, rows, strict=True):
+            if rank is not None and int(rank) >= FINAL_RANK and url is not None:
+                finished.append(FinishedRun(request_id, url.decode(), int(run or b"0")))
+        return finished
 
-    def set_marker(self, name: str, value: str) -> None:
-        self._redis.set(f"penguin12:marker:{name}", value)
+    def callback_url(self, request_id: str) -> str | None:
+        """Where the job's final state is POSTed, if its submitter asked for that."""
+        value = self._redis.hget(KEY_PREFIX + request_id, CALLBACK_FIELD)
+        return value.decode() if isinstance(value, bytes) else None
+
+    def is_complete(self, topic: str) -> bool:
+        """Whether the state holds everything ``topic`` (the status log) says; a flushed or new
+        Redis lacks the marker, and then the state is rebuilt from the log."""
+        return bool(self._redis.exists(f"{_MARKER_PREFIX}state-complete:{topic}"))
+
+    def mark_complete(self, topic: str) -> None:
+        """The rebuild from ``topic`` is finished (or the state was never lost)."""
+        self._redis.set(f"{_MARKER_PREFIX}state-complete:{topic}", repr(time.time()))
 
     def ping(self) -> bool:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request, Response
@@ -134,6 +135,26 @@ def install_common(app: FastAPI, settings: ApiSettings) -> None:
     @app.get("/livez", tags=["health"], summary="Liveness: the process serves requests")
     def livez() -> dict[str, str]:
         return {"status": "ok"}
+
+
+# A readiness check: reads the app's state (what the lifespan put there), may block (it runs on
+# the thread pool); with the word /readyz shows when it fails.
+ReadinessCheck = tuple[Callable[[Any], bool], str]
+
+
+def install_readiness(app: FastAPI, summary: str, **checks: ReadinessCheck) -> None:
+    """``GET /readyz``: each check's name with "ok" or its failure word; 503 unless all pass."""
+
+    @app.get("/readyz", tags=["health"], summary=summary)
+    async def readyz(request: Request, response: Response) -> dict[str, str]:
+        state = request.app.state
+        answer = {}
+        for name, (check, failed) in checks.items():
+            ok = await run_in_threadpool(check, state)
+            answer[name] = "ok" if ok else failed
+            if not ok:
+                response.status_code = 503
+        return answer
 
 
 async def wait_until(

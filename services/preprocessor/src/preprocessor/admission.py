@@ -102,7 +102,8 @@ class Admission:
         self.backlog = backlog
         self._idempotency = idempotency
 
-    async def replay(self, client: str, key: str) -> str | None:
+    async def lookup(self, client: str, key: str) -> str | None:
+        """The request id an earlier submission with this key was queued under (a repeat)."""
         return await run_in_threadpool(self._idempotency.lookup, client, key)
 
     async def claim(self, client: str, key: str, request_id: str) -> str:

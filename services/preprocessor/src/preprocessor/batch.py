@@ -14,23 +14,14 @@ import functools
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from penguin12.schemas import ErrorResponse, FieldErrors
-from penguin12.security import client_identity
-from penguin12.web import guard_public_route, owner_filter
-from preprocessor import remote
-from preprocessor.admission import Admission
-from preprocessor.api import (
-    DecoderDep,
-    PublisherDep,
-    SettingsDep,
-    _accept,
-    _accept_once,
-    _reject,
-)
+from penguin12.web import guard_public_route
+from preprocessor.deps import ClientDep, IntakeDep, OwnerDep
+from preprocessor.refusals import refuse
 
 log = logging.getLogger("penguin12.preprocessor.batch")
 router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(guard_public_route)])
@@ -81,10 +72,9 @@ class BatchResponse(BaseModel):
     },
 )
 async def infer_batch(
-    request: Request,
-    settings: SettingsDep,
-    publisher: PublisherDep,
-    decoder: DecoderDep,
+    intake: IntakeDep,
+    client: ClientDep,
+    owner: OwnerDep,
     files: Annotated[
         list[UploadFile],
         File(default_factory=list, description="The images (repeat the field)."),
@@ -103,44 +93,25 @@ async def infer_batch(
     ] = None,
 ) -> JSONResponse:
     if not files:
-        raise _reject("invalid", 422, "Send at least one image in the `files` field.")
+        raise refuse("invalid", 422, "Send at least one image in the `files` field.")
     if len(files) > MAX_BATCH_FILES:
-        raise _reject(
+        raise refuse(
             "invalid", 413, f"Too many files: at most {MAX_BATCH_FILES} per batch request."
         )
     callback = (
-        await remote.check_callback(callback_url.strip())
+        await intake.fetcher.check_callback(callback_url.strip())
         if callback_url and callback_url.strip()
         else None
     )
-    admission: Admission | None = getattr(request.app.state, "admission", None)
-    if admission is not None and admission.backlog.overloaded:
-        raise _reject(
-            "backlog",
-            429,
-            f"The queue holds more than {settings.max_backlog:,} jobs; retry later.",
-            {"Retry-After": "10"},
-        )
-    client = client_identity(request)
-    owner = owner_filter(request)
+    intake.check_backlog()
     items: list[BatchItem] = []
     for position, upload in enumerate(files):
         key = f"{idempotency_key}#{position}" if idempotency_key else None
         try:
-            ticket = await _accept_once(
-                admission,
+            ticket = await intake.accept_once(
                 client,
                 key,
-                settings,
-                functools.partial(
-                    _accept,
-                    file=upload,
-                    settings=settings,
-                    publisher=publisher,
-                    decoder=decoder,
-                    callback_url=callback,
-                    owner=owner,
-                ),
+                functools.partial(intake.accept, file=upload, callback_url=callback, owner=owner),
                 hooked=callback is not None,
             )
         except HTTPException as exc:

@@ -6,20 +6,28 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response, status
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from penguin12.evidence import TrustAnchors
 from penguin12.kafka import AsyncProducer, KafkaHealth, producer_config
 from penguin12.logs import setup_logging
-from penguin12.web import AccessGuard, connect_infrastructure, install_common, serve
+from penguin12.web import (
+    AccessGuard,
+    connect_infrastructure,
+    install_common,
+    install_readiness,
+    serve,
+)
 from preprocessor import batch
 from preprocessor.admission import Admission, BacklogMonitor
 from preprocessor.api import router
 from preprocessor.decoding import DecodeGate
+from preprocessor.intake import Intake
 from preprocessor.jobs import IdempotencyRegistry, JobPublisher
+from preprocessor.remote import UrlFetcher
 from preprocessor.settings import PreprocessorSettings
 from preprocessor.ui import install_ui
-from preprocessor.upload import load_trust
 from preprocessor.upload_limits import (
     FORM_OVERHEAD_BYTES,
     PART_HEADER_BYTES,
@@ -30,12 +38,11 @@ from preprocessor.upload_limits import (
 log = logging.getLogger("penguin12.preprocessor")
 
 
-def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
-    settings = settings or PreprocessorSettings()
-
+def create_app(settings: PreprocessorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        load_trust(settings.c2pa_trust_anchors_file)  # a wrong path stops the start, clearly
+        # A wrong path stops the start, clearly.
+        trust = TrustAnchors.from_file(settings.c2pa_trust_anchors_file)
         client, store = await connect_infrastructure(settings)
         delivery_ms = int(settings.delivery_timeout_s * 1000)
         health = KafkaHealth(settings)
@@ -43,12 +50,7 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
         producer = AsyncProducer(
             producer_config(settings, delivery_timeout_ms=delivery_ms), health.recheck
         )
-        app.state.kafka_health = health
-        app.state.settings = settings
-        app.state.store = store
-        app.state.publisher = JobPublisher(settings, producer, store, health)
-        app.state.guard = AccessGuard(settings, client, scope="submit")
-        app.state.decoder = DecodeGate(
+        decoder = DecodeGate(
             workers=settings.decode_workers,
             budget_bytes=settings.decode_memory_budget_mb << 20,
             max_waiting=settings.decode_queue_max,
@@ -56,11 +58,22 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
         )
         backlog = BacklogMonitor(settings, health)
         backlog.start()
-        app.state.admission = Admission(
+        admission = Admission(
             backlog,
             IdempotencyRegistry(
                 client, settings.idempotency_ttl_s, settings.idempotency_pending_ttl_s
             ),
+        )
+        app.state.kafka_health = health
+        app.state.store = store
+        app.state.guard = AccessGuard(settings, client, scope="submit")
+        app.state.intake = Intake(
+            settings,
+            JobPublisher(settings, producer, store, health),
+            decoder,
+            admission,
+            UrlFetcher(settings),
+            trust,
         )
         log.info(
             "ready: accepting uploads; status URLs point at %s; preparing images as %s (from %s)",
@@ -72,7 +85,7 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
             yield
         finally:
             backlog.stop()
-            app.state.decoder.close()
+            decoder.close()
             await run_in_threadpool(producer.close)
             health.stop()
             store.close()
@@ -89,15 +102,12 @@ def create_app(settings: PreprocessorSettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(batch.router)
     install_ui(app)
-
-    @app.get("/readyz", tags=["health"], summary="Readiness: Kafka and Redis reachable")
-    async def readyz(request: Request, response: Response) -> dict[str, str]:
-        kafka_ok = bool(request.app.state.kafka_health.up)
-        redis_ok = await run_in_threadpool(request.app.state.store.ping)
-        if not (kafka_ok and redis_ok):
-            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return {"kafka": _word(kafka_ok), "redis": _word(redis_ok)}
-
+    install_readiness(
+        app,
+        "Readiness: Kafka and Redis reachable",
+        kafka=(lambda state: bool(state.kafka_health.up), "unreachable"),
+        redis=(lambda state: state.store.ping(), "unreachable"),
+    )
     return app
 
 
@@ -121,10 +131,6 @@ def upload_limits(settings: PreprocessorSettings) -> dict[str, BodyLimit]:
             f"{settings.max_upload_bytes / 2**20:.0f} MiB each, or split the batch.",
         ),
     }
-
-
-def _word(ok: bool) -> str:
-    return "ok" if ok else "unreachable"
 
 
 def return_freed_images_to_the_os(threshold: int = 1 << 20) -> bool:

@@ -1,4 +1,4 @@
-"""Preprocessor settings (environment variables prefixed ``PENGUIN12_``)."""
+"""Preprocessor settings (environment variables prefixed ``PENGUIN12_``): read once, in `main`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from pathlib import Path
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from penguin12.imaging import CLIP_PREPROCESSING, Preprocessing
+from penguin12.settings import UrlFetchSettings, WebhookSigningSettings
 from penguin12.web import ApiSettings
 
 
-class PreprocessorSettings(ApiSettings):
+class PreprocessorSettings(ApiSettings, UrlFetchSettings, WebhookSigningSettings):
+    """Everything the preprocessor reads from its environment, read once by `main`: the API part,
+    the URL rules and fetch limits, the webhook master key (each job's own secret is derived from
+    it and returned at submit when a callback_url is given), and the upload limits below."""
+
     service_name: str = "preprocessor"
     port: int = 8000
     # The provenance address *as clients see it*; `status_url` is built from it, so it works as
@@ -57,9 +62,6 @@ class PreprocessorSettings(ApiSettings):
     # How long a key stays claimed by a first request that is still being accepted (retries get
     # 409 meanwhile); if that request dies without answering, the key is free again after this.
     idempotency_pending_ttl_s: int = 120
-    # Master key of the webhook signatures (the same as provenance's): each job's own secret is
-    # derived from it and returned at submit when a callback_url is given.
-    webhook_secret: str = Field(default="", repr=False)
     # Read provenance evidence (C2PA, IPTC, generator tags) from each upload's own bytes.
     read_evidence: bool = True
     # A PEM file of root certificates whose C2PA signers count as trusted; unset: none do (a

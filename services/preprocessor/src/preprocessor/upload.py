@@ -4,21 +4,17 @@ them (a reader that cannot cope reports a finding instead)."""
 
 from __future__ import annotations
 
-import functools
 from typing import BinaryIO
 
-from penguin12.evidence import TrustSettings, read_evidence
+from penguin12.evidence import TrustAnchors, read_evidence
 from penguin12.metrics import EVIDENCE_FINDINGS
 from penguin12.schemas import Finding
 from preprocessor.settings import PreprocessorSettings
 
 
-@functools.cache
-def load_trust(anchors_file: str | None) -> TrustSettings:
-    return TrustSettings.from_file(anchors_file)
-
-
-def upload_evidence(source: BinaryIO | bytes, settings: PreprocessorSettings) -> list[Finding]:
+def upload_evidence(
+    source: BinaryIO | bytes, settings: PreprocessorSettings, trust: TrustAnchors
+) -> list[Finding]:
     """Findings from the original upload (held to max_upload_bytes); [] when reading is off."""
     if not settings.read_evidence:
         return []
@@ -27,7 +23,7 @@ def upload_evidence(source: BinaryIO | bytes, settings: PreprocessorSettings) ->
     else:  # the spooled upload: the C2PA hash covers the whole file, so read it whole, once
         source.seek(0)
         data = source.read(settings.max_upload_bytes + 1)
-    evidence = read_evidence(data, trust=load_trust(settings.c2pa_trust_anchors_file))
+    evidence = read_evidence(data, trust=trust)
     for finding in evidence:
         EVIDENCE_FINDINGS.labels(source=finding.source, finding=finding.finding).inc()
     return evidence

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
 from penguin12.schemas import ErrorResponse, JobState, JobStatus
-from penguin12.state import JobStore
-from penguin12.web import guard_public_route, owner_filter
+from penguin12.web import guard_public_route
 from provenance import live
+from provenance.deps import NotifierDep, OwnerDep, RequestId, StoreDep, job_not_found
 
 router = APIRouter(prefix="/v1", tags=["status"], dependencies=[Depends(guard_public_route)])
-
-
-def get_store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.store
-    return store
-
-
-StoreDep = Annotated[JobStore, Depends(get_store)]
-RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From the 202 answer.")]
 
 
 @router.get(
@@ -37,7 +28,8 @@ RequestId = Annotated[str, Path(min_length=1, max_length=64, description="From t
 async def get_status(
     request_id: RequestId,
     store: StoreDep,
-    request: Request,
+    notifier: NotifierDep,
+    owner: OwnerDep,
     wait: Annotated[
         float | None,
         Query(
@@ -59,11 +51,10 @@ async def get_status(
     ] = "change",
 ) -> JobState:
     if wait:
-        return await live.long_poll(request, request_id, wait, since, final_only=until == "final")
-    state = await run_in_threadpool(store.get_for, request_id, owner_filter(request))
-    if state is None:
-        raise HTTPException(
-            status_code=404,
-            detail=f"No job with request_id {request_id!r}: it was never submitted or has expired.",
+        return await live.long_poll(
+            store, notifier, request_id, owner, wait, since, final_only=until == "final"
         )
+    state = await run_in_threadpool(store.get_for, request_id, owner)
+    if state is None:
+        raise job_not_found(request_id)
     return state

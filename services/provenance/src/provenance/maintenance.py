@@ -3,10 +3,10 @@
 - Deadlines: a job still open `job_deadline_s` after submission gets a FAILED status record
   (published to the status topic like any other update, so the log stays the source of truth).
 - Rebuild: the status topic holds every update for `status_retention_ms`. If Redis loses job
-  state (a marker key disappears: a flush, a new empty Redis), the topic is replayed from the start
-  into Redis, in a thread of its own that carries on after an interruption (never restarts from
-  the beginning), while the deadline sweeper keeps running for the jobs already replayed.
-  Replaying is always safe: updates are applied monotonically and idempotently.
+  state (`JobStore.is_complete` turns false: a flush, a new empty Redis), the status log is
+  re-read from the start into Redis, in a thread of its own that carries on after an interruption
+  (never restarts from the beginning), while the deadline sweeper keeps running for the jobs
+  already re-read. Re-reading is always safe: updates are applied monotonically and idempotently.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from penguin12 import schemas
 from penguin12.kafka import AsyncProducer, DeliveryError, consumer_config
 from penguin12.schemas import JobStatus, StatusUpdate
-from penguin12.state import JobStore
+from penguin12.state import JobStore, is_final
 from penguin12.worker import deliver, status_output
 from provenance.settings import ProvenanceSettings
 
 log = logging.getLogger("penguin12.provenance.maintenance")
 
-# Status records replayed per Redis round trip when job state is rebuilt.
+# Status records re-read per Redis round trip when job state is rebuilt.
 REBUILD_BATCH = 500
 
 
@@ -40,7 +40,7 @@ def partition_of(key: str, partitions: int) -> int:
 
 
 class Rebuild:
-    """Replays the status topic, from its start up to its end when the rebuild began, into Redis.
+    """Re-reads the status log, from its start up to its end when the rebuild began, into Redis.
 
     It remembers how far each partition got, so after a failure (or a stall: no record for
     `stall_s`) `run` carries on from there instead of starting again: a long rebuild finishes. It
@@ -54,7 +54,7 @@ class Rebuild:
         self._ends: dict[int, int] | None = None
         self._next: dict[int, int] = {}
         self.partitions = 0
-        self.replayed = 0
+        self.reread = 0
         self.applied = 0
 
     @property
@@ -71,7 +71,7 @@ class Rebuild:
         return self._next.get(p, 0) >= self._ends.get(p, 0)
 
     def run(self, stop: threading.Event | None = None) -> int:
-        """Replay until done (or until ``stop``); returns the records replayed in all."""
+        """Re-read until done (or until ``stop``); returns the records re-read in all."""
         topic = self._settings.topic_status
         consumer = Consumer(
             consumer_config(
@@ -109,7 +109,7 @@ class Rebuild:
                 # In order, one Redis round trip per batch (as the live consumer records them);
                 # progress is remembered only once the batch is applied.
                 self.applied += sum(self._store.apply_many(updates))
-                self.replayed += len(updates)
+                self.reread += len(updates)
                 for partition, position in positions.items():
                     self._next[partition] = max(self._next.get(partition, 0), position)
                     if self._next[partition] >= self._ends.get(partition, 0):
@@ -123,18 +123,18 @@ class Rebuild:
                     )
             if not todo:
                 log.info(
-                    "rebuilt job state from %s: %d records replayed, %d applied",
+                    "rebuilt job state from %s: %d records re-read, %d applied",
                     topic,
-                    self.replayed,
+                    self.reread,
                     self.applied,
                 )
-            return self.replayed
+            return self.reread
         finally:
             consumer.close()
 
 
 def rebuild_state(settings: ProvenanceSettings, store: JobStore) -> int:
-    """Replay the status topic from its start up to its current end into Redis; returns records."""
+    """Re-read the status log from its start up to its current end into Redis; returns records."""
     rebuild = Rebuild(settings, store)
     while True:
         try:
@@ -152,7 +152,6 @@ class Maintenance:
         self._settings = settings
         self._store = store
         self._producer = producer
-        self._marker = f"state-complete:{settings.topic_status}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
         self._rebuild: Rebuild | None = None
@@ -185,8 +184,8 @@ class Maintenance:
             self._stop.wait(self._settings.maintenance_interval_s)
 
     def ensure_state(self) -> None:
-        """Start a rebuild (in its own thread) when the state marker is missing."""
-        if self._rebuild is not None or self._store.has_marker(self._marker):
+        """Start a rebuild (in its own thread) when the state is not known to be complete."""
+        if self._rebuild is not None or self._store.is_complete(self._settings.topic_status):
             return
         log.warning("job state marker missing: rebuilding state from the status topic")
         self._rebuild = Rebuild(self._settings, self._store)
@@ -205,7 +204,7 @@ class Maintenance:
                 continue
             if rebuild.finished:
                 try:
-                    self._store.set_marker(self._marker, repr(time.time()))
+                    self._store.mark_complete(self._settings.topic_status)
                 except redis.RedisError as exc:
                     log.warning("rebuild done but its marker was not written: %s", exc)
                     self._stop.wait(2.0)
@@ -216,7 +215,7 @@ class Maintenance:
     def expire_overdue(self) -> int:
         """FAIL the jobs past their deadline (counted from submission, or from a re-open).
 
-        During a rebuild, a job whose status records are not all replayed yet is left for later:
+        During a rebuild, a job whose status records are not all re-read yet is left for later:
         its COMPLETED may be on the way. The FAILED records are produced and acknowledged here;
         one that is not stays in the open-jobs index and is produced again next time.
         """
@@ -228,7 +227,7 @@ class Maintenance:
             if rebuild is not None and not rebuild.covers(request_id):
                 continue
             state = self._store.get(request_id)
-            if state is None or state.status in schemas.TERMINAL_STATUSES:
+            if state is None or is_final(state.status):
                 self._store.forget_open(request_id)
                 continue
             update = StatusUpdate(

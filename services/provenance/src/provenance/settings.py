@@ -1,11 +1,12 @@
-"""Provenance settings (environment variables prefixed ``PENGUIN12_``)."""
+"""Provenance settings (environment variables prefixed ``PENGUIN12_``): read once, in `main`."""
 
 from __future__ import annotations
 
+from penguin12.settings import WebhookSettings
 from penguin12.web import ApiSettings
 
 
-class ProvenanceSettings(ApiSettings):
+class ProvenanceSettings(ApiSettings, WebhookSettings):
     service_name: str = "provenance"
     port: int = 8001
     consumer_group: str = "provenance"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from penguin12.evidence.c2pa_manifest import TrustSettings, read_manifest
+from penguin12.evidence.c2pa_manifest import TrustAnchors, read_manifest
 from penguin12.evidence.containers import Limits, find_blocks
 from penguin12.evidence.generators import exif_findings, png_text_findings
 from penguin12.evidence.verdict import DECLARED_AI, apply_declarations, is_declaration
@@ -34,7 +34,7 @@ from penguin12.schemas import Finding
 __all__ = [
     "DECLARED_AI",
     "Limits",
-    "TrustSettings",
+    "TrustAnchors",
     "apply_declarations",
     "is_declaration",
     "read_evidence",
@@ -45,12 +45,12 @@ MAX_FINDINGS = 16
 
 
 def read_evidence(
-    data: bytes, *, trust: TrustSettings | None = None, limits: Limits | None = None
+    data: bytes, *, trust: TrustAnchors | None = None, limits: Limits | None = None
 ) -> list[Finding]:
     """Everything the file's metadata says about its origin; [] when it says nothing."""
     limits = limits or Limits()
     try:
-        findings = _read(data, trust or TrustSettings(), limits)
+        findings = _read(data, trust or TrustAnchors(), limits)
     except Exception as exc:  # a reader bug must never fail the job; say so instead
         log.warning("evidence reader failed", exc_info=True)
         findings = [
@@ -64,7 +64,7 @@ def read_evidence(
     return findings[:MAX_FINDINGS]
 
 
-def _read(data: bytes, trust: TrustSettings, limits: Limits) -> list[Finding]:
+def _read(data: bytes, trust: TrustAnchors, limits: Limits) -> list[Finding]:
     blocks = find_blocks(data, limits)
     findings: list[Finding] = []
     provenance: list[str] = []

@@ -2,7 +2,7 @@
 
 Validation is offline: no remote manifest is fetched, no OCSP responder asked, no network host
 allowed. Whether a signer is *trusted* depends on the trust anchors the operator configures
-(`TrustSettings`); without any, a manifest whose signature verifies is reported as valid but
+(`TrustAnchors`); without any, a manifest whose signature verifies is reported as valid but
 signed by someone nobody vouched for.
 """
 
@@ -42,13 +42,13 @@ _FAILURES = {
 
 
 @dataclass(frozen=True)
-class TrustSettings:
+class TrustAnchors:
     """PEM trust anchors (root certificates) that make a signer *trusted*; empty: none is."""
 
     anchors_pem: str = ""
 
     @classmethod
-    def from_file(cls, path: str | None) -> TrustSettings:
+    def from_file(cls, path: str | None) -> TrustAnchors:
         return cls(Path(path).read_text() if path else "")
 
     def c2pa_settings(self) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class TrustSettings:
         return settings
 
 
-def read_manifest(data: bytes, container: str, trust: TrustSettings) -> list[Finding]:
+def read_manifest(data: bytes, container: str, trust: TrustAnchors) -> list[Finding]:
     """Findings about the C2PA manifest embedded in ``data`` (the caller knows there is one)."""
     import c2pa  # the native library is loaded only when a file carries a manifest
 

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 def apply_file_evidence(results: Sequence[Scored], info: ModelInfo) -> None:
     """Attach ``evidence`` and ``assessment`` to each scored image, and apply the rule."""
     from penguin12 import schemas
-    from penguin12.evidence import TrustSettings, apply_declarations, read_evidence
+    from penguin12.evidence import TrustAnchors, apply_declarations, read_evidence
 
-    trust = TrustSettings.from_file(os.environ.get("PENGUIN12_C2PA_TRUST_ANCHORS_FILE") or None)
+    trust = TrustAnchors.from_file(os.environ.get("PENGUIN12_C2PA_TRUST_ANCHORS_FILE") or None)
     for scored in results:
         if scored.error is not None or scored.prediction is None:
             continue

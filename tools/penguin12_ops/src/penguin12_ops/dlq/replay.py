@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError
 
 from penguin12 import deadletter, schemas
 from penguin12.kafka import AsyncProducer, producer_config
+from penguin12.state import reopen_update
 from penguin12_ops.dlq.records import DeadLetter, read_dead_letters
 from penguin12_ops.dlq.replay_log import commit_replay_log, read_replay_log
 from penguin12_ops.dlq.settings import DlqSettings
@@ -104,17 +105,6 @@ def replay(
     return report
 
 
-def _reopen_update(request_id: str, submitted_at: float, service: str) -> schemas.StatusUpdate:
-    """The job-state write of a re-open: a PENDING update marked ``reopen`` (rules: state.py)."""
-    return schemas.StatusUpdate(
-        request_id=request_id,
-        submitted_at=submitted_at,
-        status=schemas.JobStatus.PENDING,
-        service=service,
-        reopen=True,
-    )
-
-
 def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
     """Publish a re-open status record for each known job.
 
@@ -127,7 +117,7 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
         if not record.request_id:
             continue
         submitted_at = _submitted_at(record.value)
-        updates[record.request_id] = _reopen_update(
+        updates[record.request_id] = reopen_update(
             record.request_id,
             submitted_at if submitted_at is not None else time.time(),
             settings.service_name,
