@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.webhooks import Receiver, running_receiver
 
 from penguin12_client import Penguin12Client
 from penguin12_devstack.ephemeral import ephemeral_infra, start_kafka_in
@@ -329,3 +330,10 @@ def photo_files(photos: dict[str, bytes], tmp_path: Path) -> dict[str, Path]:
         (tmp_path / name).write_bytes(data)
         paths[name] = tmp_path / name
     return paths
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A local webhook receiver on a free port (support/webhooks.py), one per module."""
+    with running_receiver() as rec:
+        yield rec
