@@ -84,7 +84,9 @@ def test_a_timeout_failure_that_is_not_acknowledged_is_sent_again(infra: Infra) 
 
     settings = ProvenanceSettings(
         kafka_bootstrap="127.0.0.1:9",
-        state_redis_url=f"{infra.redis_url}/0",
+        # A database no running provenance sweeps: another test's deadline sweeper on DB 0 would
+        # fail this hour-old job first, and it would leave the overdue set for the wrong reason.
+        state_redis_url=f"{infra.redis_url}/11",
         topic_status=f"test-{uuid.uuid4().hex[:8]}.status",
         job_deadline_s=60,
     )
