@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from support.webhooks import Receiver, running_receiver
 
+from penguin12_client import Penguin12Client
 from penguin12_devstack.ephemeral import ephemeral_infra, start_kafka_in
 from penguin12_devstack.kafka import KafkaBroker, ensure_kafka_jars
 from penguin12_devstack.ports import free_port, free_ports
@@ -282,3 +284,56 @@ def photos() -> dict[str, bytes]:
             f"the test photographs are missing: expected six JPEGs in {PHOTOS}", pytrace=False
         )
     return found
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker-compose.yml as parsed YAML (the deployment and monitoring checks read it)."""
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+@pytest.fixture(scope="module")
+def client_stack(
+    infra: Infra, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The stack the SDK and CLI tests talk to (one per module): private URLs allowed, so that
+    images can be submitted by URL from a local web server."""
+    stack = Stack(
+        infra,
+        model_dir,
+        tmp_path_factory.mktemp("clients"),
+        extra_env={
+            "PENGUIN12_ALLOW_PRIVATE_URLS": "true",
+            "PENGUIN12_URL_FETCH_TIMEOUT_S": "2",
+            "PENGUIN12_MAX_UPLOAD_BYTES": str(3 * 2**20),
+        },
+    )
+    try:
+        yield stack.start_all()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def client(client_stack: Stack) -> Iterator[Penguin12Client]:
+    with Penguin12Client(client_stack.url("preprocessor"), client_stack.url("provenance")) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def photo_files(photos: dict[str, bytes], tmp_path: Path) -> dict[str, Path]:
+    paths = {}
+    for name, data in photos.items():
+        (tmp_path / name).write_bytes(data)
+        paths[name] = tmp_path / name
+    return paths
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A local webhook receiver on a free port (support/webhooks.py), one per module."""
+    with running_receiver() as rec:
+        yield rec

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from test_deployment import APP_SERVICES, dashboard_queries
+from test_deployment import APP_SERVICES
+from test_monitoring_config import dashboard_queries
 
 from conftest import ROOT, Infra, Stack, missing_test_dependency, wait_for
 from penguin12_devstack import observability

@@ -16,21 +16,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
 from confluent_kafka import Producer
+from support.webhooks import SECRET, Receiver, deliveries, submit
 
 from conftest import Infra, Stack, wait_for
 from penguin12.schemas import JobStatus, ModelInfo, Result, StatusUpdate, encode
 from penguin12.security import webhook_secret
 from penguin12.ssrf import UrlFetchFailed, UrlPolicy, UrlRefused, check_url, fetch, guarded_client
-
-SECRET = "test-webhook-secret"
 
 
 @pytest.fixture(scope="module")
@@ -57,83 +54,6 @@ def hook_stack(
         stack.stop()
 
 
-@dataclass
-class Call:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Receiver:
-    """A local webhook receiver. ``fail[path] = n`` answers 500 to the first n calls on path;
-    ``hold[path]`` keeps calls on path unanswered until the event is set."""
-
-    base: str
-    calls: list[Call] = field(default_factory=list)
-    fail: dict[str, int] = field(default_factory=dict)
-    hold: dict[str, threading.Event] = field(default_factory=dict)
-
-    def url(self, name: str) -> str:
-        return f"{self.base}/{name}"
-
-    def calls_to(self, name: str) -> list[Call]:
-        return [c for c in self.calls if c.path == f"/{name}"]
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rec = Receiver(base="")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            rec.calls.append(Call(self.path, dict(self.headers.items()), body, time.time()))
-            code = 200
-            if self.path in rec.hold:
-                rec.hold.pop(self.path).wait(30)
-                code = 503
-            elif rec.fail.get(self.path, 0) > 0:
-                rec.fail[self.path] -= 1
-                code = 500
-            try:
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            except OSError:
-                pass  # the caller gave up (timeout) meanwhile
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    rec.base = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _submit(stack: Stack, photo: bytes, **form: str) -> httpx.Response:
-    return httpx.post(
-        stack.url("preprocessor", "/v1/infer"),
-        files={"file": ("photo.jpg", photo, "image/jpeg")},
-        data=form,
-        timeout=30,
-    )
-
-
-def _deliveries(stack: Stack, request_id: str) -> dict[str, Any]:
-    response = httpx.get(stack.url("provenance", f"/v1/status/{request_id}/deliveries"), timeout=10)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def _job_secret(request_id: str) -> str:
     """What the 202 answer gave the submitter (``webhook_secret``)."""
     return webhook_secret(SECRET, request_id)
@@ -155,7 +75,7 @@ def test_signed_callback_when_the_job_completes(
     hook_stack: Stack, receiver: Receiver, photos: dict[str, bytes]
 ) -> None:
     name = f"ok-{uuid.uuid4().hex[:8]}"
-    response = _submit(hook_stack, photos["astronaut.jpg"], callback_url=receiver.url(name))
+    response = submit(hook_stack, photos["astronaut.jpg"], callback_url=receiver.url(name))
     assert response.status_code == 202, response.text
     request_id = response.json()["request_id"]
     secret = response.json()["webhook_secret"]  # this job's own signing secret
@@ -179,7 +99,7 @@ def test_signed_callback_when_the_job_completes(
     assert not _verify(call.headers, call.body.replace(b"COMPLETED", b"FAILED"))
 
     log = wait_for(
-        lambda: (d := _deliveries(hook_stack, request_id))["state"] == "delivered" and d,
+        lambda: (d := deliveries(hook_stack, request_id))["state"] == "delivered" and d,
         10,
         what="the delivery log",
     )
@@ -228,7 +148,7 @@ def test_a_failing_receiver_gets_the_webhook_on_retry(
 ) -> None:
     name = f"flaky-{uuid.uuid4().hex[:8]}"
     receiver.fail[f"/{name}"] = 2
-    request_id = _submit(hook_stack, photos["coffee.jpg"], callback_url=receiver.url(name)).json()[
+    request_id = submit(hook_stack, photos["coffee.jpg"], callback_url=receiver.url(name)).json()[
         "request_id"
     ]
     calls = wait_for(lambda: len(receiver.calls_to(name)) >= 3 and receiver.calls_to(name), 60)
@@ -239,7 +159,7 @@ def test_a_failing_receiver_gets_the_webhook_on_retry(
     # Exponential backoff: 0.2 s then 0.4 s (plus jitter) between attempts.
     assert calls[1].at - calls[0].at >= 0.19 and calls[2].at - calls[1].at >= 0.39
     log = wait_for(
-        lambda: (d := _deliveries(hook_stack, request_id))["state"] == "delivered" and d, 10
+        lambda: (d := deliveries(hook_stack, request_id))["state"] == "delivered" and d, 10
     )
     assert [a["outcome"] for a in log["attempts"]] == ["retry", "retry", "delivered"]
     assert [a["status_code"] for a in log["attempts"]] == [500, 500, 200]
@@ -251,12 +171,10 @@ def test_delivery_gives_up_after_max_attempts(
 ) -> None:
     name = f"broken-{uuid.uuid4().hex[:8]}"
     receiver.fail[f"/{name}"] = 1000
-    request_id = _submit(hook_stack, photos["rocket.jpg"], callback_url=receiver.url(name)).json()[
+    request_id = submit(hook_stack, photos["rocket.jpg"], callback_url=receiver.url(name)).json()[
         "request_id"
     ]
-    log = wait_for(
-        lambda: (d := _deliveries(hook_stack, request_id))["state"] == "failed" and d, 60
-    )
+    log = wait_for(lambda: (d := deliveries(hook_stack, request_id))["state"] == "failed" and d, 60)
     assert [a["outcome"] for a in log["attempts"]] == ["retry", "retry", "retry", "failed"]
     assert len(receiver.calls_to(name)) == 4
 
@@ -268,7 +186,7 @@ def test_a_provenance_restart_does_not_drop_a_pending_delivery(
     release = threading.Event()
     receiver.hold[f"/{name}"] = release  # the first attempt hangs until it times out
     try:
-        request_id = _submit(
+        request_id = submit(
             hook_stack, photos["chelsea.jpg"], callback_url=receiver.url(name)
         ).json()["request_id"]
         wait_for(lambda: receiver.calls_to(name), 60, 0.05, "the first attempt")
@@ -279,7 +197,7 @@ def test_a_provenance_restart_does_not_drop_a_pending_delivery(
     assert _redis_log(hook_stack, request_id)["state"] == "pending"
     hook_stack.start("provenance")  # a new process finds the queued retry and delivers it
     log = wait_for(
-        lambda: (d := _deliveries(hook_stack, request_id))["state"] == "delivered" and d, 60
+        lambda: (d := deliveries(hook_stack, request_id))["state"] == "delivered" and d, 60
     )
     assert [a["outcome"] for a in log["attempts"]] == ["retry", "delivered"]
     assert "Timeout" in log["attempts"][0]["error"]
@@ -301,10 +219,10 @@ def _redis_log(stack: Stack, request_id: str) -> dict[str, str]:
 def test_a_job_without_callback_has_no_deliveries(
     hook_stack: Stack, photos: dict[str, bytes]
 ) -> None:
-    response = _submit(hook_stack, photos["retina.jpg"])
+    response = submit(hook_stack, photos["retina.jpg"])
     assert "webhook_secret" not in response.json()  # no callback, no secret
     request_id = response.json()["request_id"]
-    assert _deliveries(hook_stack, request_id) == {
+    assert deliveries(hook_stack, request_id) == {
         "request_id": request_id,
         "state": "none",
         "attempts": [],
@@ -426,172 +344,3 @@ def test_every_redirect_hop_is_checked_again(redirector: str) -> None:
     assert too_big.value.too_large
     with pytest.raises(UrlRefused):  # the guarded client refuses at connect time too
         guarded_client(UrlPolicy(), 5, "test").post(f"{redirector}/img")
-
-
-# ------------------------------------------------------- hostile receivers (issue #11, item 4)
-
-HOSTILE_TIMEOUT_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def hostile_stack(
-    infra: Infra, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    stack = Stack(
-        infra,
-        model_dir,
-        tmp_path_factory.mktemp("hostile-hooks"),
-        extra_env={
-            # A job-state database of its own: the webhook queue is shared by every provenance
-            # on one Redis (replicas), and the per-receiver share is per process.
-            "PENGUIN12_STATE_REDIS_URL": f"{infra.redis_url}/3",
-            "PENGUIN12_ALLOW_PRIVATE_URLS": "false",
-            "PENGUIN12_URL_ALLOWED_NETWORKS": "127.0.0.1/32",
-            "PENGUIN12_WEBHOOK_SECRET": SECRET,
-            "PENGUIN12_WEBHOOK_TIMEOUT_S": str(HOSTILE_TIMEOUT_S),
-            "PENGUIN12_WEBHOOK_BACKOFF_S": "30",
-        },
-    )
-    try:
-        yield stack.start_all()
-    finally:
-        stack.stop()
-
-
-@dataclass
-class HostileServer:
-    """/slow/* waits for ``release``; /huge/* answers 200 then sends bytes without end;
-    /trickle/* sends its status line one byte every half second; anything else answers 200."""
-
-    base: str
-    release: threading.Event
-    calls: list[tuple[str, float]] = field(default_factory=list)
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    server_state = HostileServer(base="", release=threading.Event())
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            kind = self.path.split("/")[1]
-            server_state.calls.append((self.path, time.time()))
-            try:
-                if kind == "slow":
-                    server_state.release.wait(120)
-                    self._answer()
-                elif kind == "huge":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(400 * 2**20))
-                    self.end_headers()
-                    chunk = b"x" * 65536
-                    while not server_state.release.is_set():
-                        self.wfile.write(chunk)
-                elif kind == "trickle":
-                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        if server_state.release.wait(0.5):
-                            return
-                else:
-                    self._answer()
-            except OSError:
-                pass  # the caller hung up: what it should do with such a receiver
-
-        def _answer(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server_state.base = f"http://127.0.0.1:{server.server_port}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server_state
-    finally:
-        server_state.release.set()
-        server.shutdown()
-        server.server_close()
-
-
-def test_slow_receivers_do_not_delay_other_clients_webhooks(
-    hostile_stack: Stack, hostile: HostileServer, receiver: Receiver, photos: dict[str, bytes]
-) -> None:
-    slow = [
-        _submit(hostile_stack, photos["rocket.jpg"], callback_url=f"{hostile.base}/slow/{i}")
-        for i in range(5)
-    ]
-    assert all(r.status_code == 202 for r in slow)
-    wait_for(lambda: len(hostile.calls) >= 2, 60, 0.05, "the slow receiver to be called")
-    name = f"fast-{uuid.uuid4().hex[:8]}"
-    fast = _submit(hostile_stack, photos["coffee.jpg"], callback_url=receiver.url(name))
-    hostile_stack.wait_final(fast.json()["request_id"])
-    # Delivered while the slow receiver still holds its calls (before they could time out).
-    wait_for(lambda: receiver.calls_to(name), HOSTILE_TIMEOUT_S * 2 / 3, 0.05, "the fast webhook")
-    assert not hostile.release.is_set()
-    # The slow receiver never had more than its share of delivery threads: within one attempt's
-    # deadline of its first call, only two calls started (counted at the receiver, where calls
-    # that provenance gave up on stay open until released, so "open at once" would overcount).
-    slow_calls = sorted(t for path, t in hostile.calls if path.startswith("/slow/"))
-    within_first_attempt = [t for t in slow_calls if t < slow_calls[0] + HOSTILE_TIMEOUT_S * 0.9]
-    assert len(within_first_attempt) == 2, slow_calls
-    hostile.release.set()
-    ids = [response.json()["request_id"] for response in slow]
-
-    def all_delivered() -> bool:
-        return all(_deliveries(hostile_stack, rid)["state"] == "delivered" for rid in ids)
-
-    wait_for(all_delivered, 90, 0.2, "every slow receiver's webhook")
-
-
-def _peak_rss_kib(stack: Stack, name: str) -> int:
-    pid = stack.processes[name].process.pid
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
-def test_a_huge_answer_is_not_read_and_costs_no_memory(
-    hostile_stack: Stack, hostile: HostileServer, photos: dict[str, bytes]
-) -> None:
-    before = _peak_rss_kib(hostile_stack, "provenance")
-    response = _submit(hostile_stack, photos["chelsea.jpg"], callback_url=f"{hostile.base}/huge/1")
-    request_id = response.json()["request_id"]
-    log = wait_for(
-        lambda: (d := _deliveries(hostile_stack, request_id))["state"] == "delivered" and d,
-        60,
-        0.2,
-        "the delivery to a receiver answering 400 MB",
-    )
-    [attempt] = log["attempts"]
-    assert attempt["status_code"] == 200
-    assert attempt["duration_ms"] < HOSTILE_TIMEOUT_S * 1000 / 2
-    grown_mib = (_peak_rss_kib(hostile_stack, "provenance") - before) / 1024
-    assert grown_mib < 64, f"provenance peak RSS grew by {grown_mib:.0f} MiB"
-
-
-def test_a_trickling_receiver_is_cut_off_at_the_total_deadline(
-    hostile_stack: Stack, hostile: HostileServer, photos: dict[str, bytes]
-) -> None:
-    response = _submit(
-        hostile_stack, photos["astronaut.jpg"], callback_url=f"{hostile.base}/trickle/1"
-    )
-    request_id = response.json()["request_id"]
-    log = wait_for(
-        lambda: (d := _deliveries(hostile_stack, request_id))["attempts"] and d,
-        HOSTILE_TIMEOUT_S * 3,
-        0.2,
-        "the first attempt to end",
-    )
-    [attempt] = log["attempts"]
-    assert attempt["outcome"] == "retry" and "Timeout" in attempt["error"], attempt
-    # One deadline for the whole attempt, however steadily the bytes trickle in.
-    assert attempt["duration_ms"] < (HOSTILE_TIMEOUT_S + 3) * 1000, attempt

@@ -8,7 +8,6 @@ more, "just under" files stay under it.
 
 from __future__ import annotations
 
-import functools
 import io
 import struct
 import zipfile
@@ -17,6 +16,32 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from corpus.builders import (
+    apng,
+    apng_lying_frame_count,
+    bmp_header,
+    bmp_rle8_bomb,
+    exif_many_entries,
+    exif_orientation,
+    exif_with_loop,
+    jpeg_many_markers,
+    jpeg_with_app1,
+    jpeg_with_dimensions,
+    noise_image,
+    png_chunk,
+    png_flat_bomb,
+    png_huge_itxt,
+    png_many_chunks,
+    png_raw,
+    png_text_bomb,
+    png_zero_pixels,
+    save_image,
+    webp_animated,
+    webp_lossless_bomb,
+    webp_vp8_dimensions,
+    webp_vp8x_canvas,
+)
 
 OK, TOO_LARGE, UNSUPPORTED, CORRUPT = 202, 413, 415, 422
 # Starlette refuses a multipart part whose headers are over its limit (an 8 KB filename).
@@ -32,224 +57,15 @@ class NastyFile:
     content_type: str = "image/jpeg"
 
 
-def _save(image: Image.Image, fmt: str, **params: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **params)
-    return buffer.getvalue()
-
-
-def _noise(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    array = rng.integers(0, 256, size=(height, width, channels), dtype=np.uint8)
-    return Image.fromarray(array[..., 0] if channels == 1 else array, mode)
-
-
-# ------------------------------------------------------------------------------------ PNG
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_raw(
-    width: int,
-    height: int,
-    *,
-    bit_depth: int = 8,
-    color_type: int = 2,
-    idat: bytes | None = None,
-    extra: bytes = b"",
-) -> bytes:
-    """A hand-made PNG: IHDR as given (no sanity checks), optional chunks, IDAT, IEND."""
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    body = png_chunk(b"IHDR", ihdr) + extra
-    if idat is not None:
-        body += png_chunk(b"IDAT", idat)
-    return PNG_SIGNATURE + body + png_chunk(b"IEND", b"")
-
-
-def png_zero_pixels(width: int, height: int, channels: int = 3) -> bytes:
-    """A real, decodable all-black PNG whose pixels compress ~1000:1 (a zip bomb made honest)."""
-    row = b"\x00" + b"\x00" * (width * channels)
-    compressor = zlib.compressobj(9)
-    out = bytearray()
-    for _ in range(height):
-        out += compressor.compress(row)
-    out += compressor.flush()
-    color_type = {1: 0, 3: 2, 4: 6}[channels]
-    return png_raw(width, height, color_type=color_type, idat=bytes(out))
-
-
-def apng(frames: int, size: int = 16) -> bytes:
-    images = [Image.new("RGB", (size, size), (i * 40 % 256, 0, 0)) for i in range(frames)]
-    return _save(images[0], "PNG", save_all=True, append_images=images[1:], duration=50, loop=0)
-
-
-def apng_lying_frame_count() -> bytes:
-    """An APNG whose acTL claims 2^31-1 frames."""
-    data = bytearray(apng(2))
-    index = data.index(b"acTL")
-    payload = struct.pack(">II", 2**31 - 1, 0)
-    data[index + 4 : index + 12] = payload
-    data[index + 12 : index + 16] = struct.pack(">I", zlib.crc32(b"acTL" + payload))
-    return bytes(data)
-
-
-def png_text_bomb() -> bytes:
-    """A zTXt chunk that inflates to 64 MiB of zeros."""
-    text = b"Comment\x00\x00" + zlib.compress(b"\x00" * (64 << 20), 9)
-    image = _save(Image.new("RGB", (8, 8)), "PNG")
-    return image[:33] + png_chunk(b"zTXt", text) + image[33:]
-
-
-def png_huge_itxt(size: int) -> bytes:
-    text = b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + b"A" * size
-    image = _save(Image.new("RGB", (8, 8)), "PNG")
-    return image[:33] + png_chunk(b"iTXt", text) + image[33:]
-
-
-def png_many_chunks(count: int) -> bytes:
-    image = _save(Image.new("RGB", (8, 8)), "PNG")
-    junk = b"".join(png_chunk(b"tEXt", b"k\x00" + str(i).encode()) for i in range(count))
-    return image[:33] + junk + image[33:]
-
-
-def png_flat_bomb(side: int, *, bit_depth: int = 16, channels: int = 1) -> bytes:
-    """A valid all-zero PNG of ``side`` x ``side``: 6300 px 16-bit grey is 77 KB on disk and
-    ~80 MB decoded (the review's "small file that decodes big")."""
-    row = b"\x00" * (1 + side * channels * bit_depth // 8)
-    compressor = zlib.compressobj(9)
-    out = bytearray()
-    for _ in range(side):
-        out += compressor.compress(row)
-    out += compressor.flush()
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    return png_raw(side, side, bit_depth=bit_depth, color_type=color_type, idat=bytes(out))
-
-
-@functools.cache
-def webp_lossless_bomb(side: int, mode: str = "RGB") -> bytes:
-    """A blank lossless WebP of ``side`` x ``side``: about 1.6 KB at 6300 px, and libwebp needs
-    four full-size copies to decode it (~640 MB at 6300 px)."""
-    return _save(Image.new(mode, (side, side)), "WEBP", lossless=True, quality=0, method=0)
-
-
-def bmp_rle8_bomb(side: int) -> bytes:
-    """An RLE8-compressed 8-bit BMP of one colour: 2 bytes per 255 pixels."""
-    row = b""
-    left = side
-    while left:
-        run = min(255, left)
-        row += bytes((run, 1))
-        left -= run
-    pixels = (row + b"\x00\x00") * side + b"\x00\x01"  # end of line ... end of bitmap
-    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
-    dib = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
-    offset = 14 + len(dib) + len(palette)
-    header = b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
-    return header + dib + palette + pixels
-
-
-# ------------------------------------------------------------------------------------ JPEG
-
-
-def jpeg_with_dimensions(width: int, height: int) -> bytes:
-    """A real tiny JPEG whose SOF0 header is patched to declare ``width`` x ``height``."""
-    data = bytearray(_save(_noise(16, 16), "JPEG", quality=80))
-    index = data.index(b"\xff\xc0")
-    data[index + 5 : index + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
-def jpeg_with_app1(payload: bytes, copies: int = 1) -> bytes:
-    """APP1 segments right after SOI (each at most 65533 bytes of payload)."""
-    base = _save(_noise(32, 32), "JPEG", quality=80)
-    segments = b"".join(
-        b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload for _ in range(copies)
-    )
-    return base[:2] + segments + base[2:]
-
-
-def exif_with_loop() -> bytes:
-    """An EXIF IFD whose next-IFD offset points at itself, and an ExifIFD pointer to itself."""
-    entries = [
-        (0x0112, 3, 1, 6),  # orientation: rotate
-        (0x8769, 4, 1, 8),  # ExifIFD -> offset 8 = this IFD again
-    ]
-    ifd = struct.pack("<H", len(entries))
-    for tag, kind, count, value in entries:
-        ifd += struct.pack("<HHII", tag, kind, count, value)
-    ifd += struct.pack("<I", 8)  # next IFD: itself
-    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
-
-
-def exif_many_entries(count: int) -> bytes:
-    ifd = struct.pack("<H", count)
-    for i in range(count):
-        ifd += struct.pack("<HHII", 0x9000 + (i % 4096), 7, 0x7FFFFFFF, 0xFFFFFF00)
-    ifd += struct.pack("<I", 0)
-    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
-
-
-def exif_orientation(value: int) -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = value
-    return _save(_noise(40, 20), "JPEG", exif=exif.tobytes())
-
-
-def jpeg_many_markers(count: int) -> bytes:
-    base = _save(_noise(16, 16), "JPEG", quality=80)
-    comments = b"".join(b"\xff\xfe" + struct.pack(">H", 3) + b"x" for _ in range(count))
-    return base[:2] + comments + base[2:]
-
-
-# ------------------------------------------------------------------------------------ WebP
-
-
-def webp_vp8_dimensions(width: int, height: int) -> bytes:
-    """A real lossy WebP whose VP8 frame header is patched to declare another size."""
-    data = bytearray(_save(_noise(16, 16), "WEBP", quality=80))
-    index = data.index(b"\x9d\x01\x2a")
-    data[index + 3 : index + 7] = struct.pack("<HH", width & 0x3FFF, height & 0x3FFF)
-    return bytes(data)
-
-
-def webp_vp8x_canvas(width: int, height: int) -> bytes:
-    """An extended (VP8X) WebP with an RGBA image inside, its canvas patched to ``width`` x ``height``."""
-    data = bytearray(_save(_noise(16, 16, "RGBA"), "WEBP", quality=80))
-    index = data.index(b"VP8X")
-    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-    data[index + 12 : index + 18] = canvas
-    return bytes(data)
-
-
-def webp_animated(frames: int) -> bytes:
-    images = [Image.new("RGB", (16, 16), (0, i * 30 % 256, 0)) for i in range(frames)]
-    return _save(images[0], "WEBP", save_all=True, append_images=images[1:], duration=40)
-
-
-# ------------------------------------------------------------------------------------ BMP
-
-
-def bmp_header(width: int, height: int, bpp: int = 24, pixels: bytes = b"\x00" * 64) -> bytes:
-    dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bpp, 0, 0, 2835, 2835, 0, 0)
-    offset = 14 + len(dib)
-    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + dib + pixels
-
-
 # ------------------------------------------------------------------------------------ corpus
 
 
 def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
     """The whole corpus for a service running with these limits."""
-    jpeg = _save(_noise(64, 48), "JPEG", quality=85)
-    png = _save(_noise(64, 48), "PNG")
-    webp = _save(_noise(64, 48), "WEBP", quality=80)
-    bmp = _save(_noise(64, 48), "BMP")
+    jpeg = save_image(noise_image(64, 48), "JPEG", quality=85)
+    png = save_image(noise_image(64, 48), "PNG")
+    webp = save_image(noise_image(64, 48), "WEBP", quality=80)
+    bmp = save_image(noise_image(64, 48), "BMP")
     side = int(max_pixels**0.5) - 1  # a square just under the pixel limit
     zip_buffer = io.BytesIO()
     with zipfile.ZipFile(zip_buffer, "w") as archive:
@@ -299,12 +115,12 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
         f("png-zeros-just-over-limit", png_zero_pixels(side + 2, side + 2), {TOO_LARGE}, "a.png"),
         f(
             "jpeg-flat-just-under-limit",
-            _save(Image.new("RGB", (side, side), (9, 9, 9)), "JPEG"),
+            save_image(Image.new("RGB", (side, side), (9, 9, 9)), "JPEG"),
             {OK},
         ),
         f(
             "png-16bit-just-under-limit",
-            _save(Image.new("I;16", (side, side), 1234), "PNG"),
+            save_image(Image.new("I;16", (side, side), 1234), "PNG"),
             {OK},
             "a.png",
         ),
@@ -367,7 +183,13 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
             "a.gif",
             "image/gif",
         ),
-        f("real-gif", _save(Image.new("P", (8, 8)), "GIF"), {UNSUPPORTED}, "a.gif", "image/gif"),
+        f(
+            "real-gif",
+            save_image(Image.new("P", (8, 8)), "GIF"),
+            {UNSUPPORTED},
+            "a.gif",
+            "image/gif",
+        ),
         f("html-as-png", html, {UNSUPPORTED}, "a.png", "image/png"),
         f(
             "svg-script",
@@ -385,8 +207,20 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
             "a.png",
             "image/png",
         ),
-        f("tiff", _save(Image.new("RGB", (8, 8)), "TIFF"), {UNSUPPORTED}, "a.tif", "image/tiff"),
-        f("ico", _save(Image.new("RGB", (16, 16)), "ICO"), {UNSUPPORTED}, "a.ico", "image/x-icon"),
+        f(
+            "tiff",
+            save_image(Image.new("RGB", (8, 8)), "TIFF"),
+            {UNSUPPORTED},
+            "a.tif",
+            "image/tiff",
+        ),
+        f(
+            "ico",
+            save_image(Image.new("RGB", (16, 16)), "ICO"),
+            {UNSUPPORTED},
+            "a.ico",
+            "image/x-icon",
+        ),
         f("random-bytes", np.random.default_rng(1).bytes(4096), {UNSUPPORTED}),
         # --- metadata abuse
         f("jpeg-exif-64k-junk", jpeg_with_app1(b"Exif\x00\x00" + b"\xab" * 65000), {OK}),
@@ -408,7 +242,9 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
         # --- bit depths and palettes
         f(
             "png-16bit-gray",
-            _save(Image.fromarray(np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16), "PNG"),
+            save_image(
+                Image.fromarray(np.arange(4096, dtype=np.uint16).reshape(64, 64) * 16), "PNG"
+            ),
             {OK},
             "a.png",
         ),
@@ -448,15 +284,20 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
             {OK},
             "a.png",
         ),
-        f("png-constant-16bit", _save(Image.new("I;16", (32, 32), 65535), "PNG"), {OK}, "a.png"),
-        f("png-palette", _save(_noise(32, 32).convert("P"), "PNG"), {OK}, "a.png"),
         f(
-            "png-palette-trns",
-            _save(Image.new("P", (16, 16)), "PNG", transparency=0),
+            "png-constant-16bit",
+            save_image(Image.new("I;16", (32, 32), 65535), "PNG"),
             {OK},
             "a.png",
         ),
-        f("png-1bit", _save(Image.new("1", (33, 17), 1), "PNG"), {OK}, "a.png"),
+        f("png-palette", save_image(noise_image(32, 32).convert("P"), "PNG"), {OK}, "a.png"),
+        f(
+            "png-palette-trns",
+            save_image(Image.new("P", (16, 16)), "PNG", transparency=0),
+            {OK},
+            "a.png",
+        ),
+        f("png-1bit", save_image(Image.new("1", (33, 17), 1), "PNG"), {OK}, "a.png"),
         f(
             "png-palette-index-out-of-range",
             png_raw(
@@ -478,20 +319,25 @@ def build(max_pixels: int, max_upload_bytes: int) -> list[NastyFile]:
             {OK, CORRUPT},
             "a.png",
         ),
-        f("bmp-palette-8bit", _save(_noise(30, 10).convert("P"), "BMP"), {OK}, "a.bmp"),
-        f("bmp-1bit", _save(Image.new("1", (9, 9)), "BMP"), {OK}, "a.bmp"),
-        f("bmp-32bit-rgba", _save(_noise(16, 16, "RGBA"), "BMP"), {OK, UNSUPPORTED}, "a.bmp"),
-        f("jpeg-cmyk", _save(Image.new("CMYK", (16, 16), (0, 255, 0, 0)), "JPEG"), {OK}),
-        f("jpeg-gray", _save(_noise(16, 16, "L"), "JPEG"), {OK}),
-        f("jpeg-progressive", _save(_noise(64, 64), "JPEG", progressive=True), {OK}),
+        f("bmp-palette-8bit", save_image(noise_image(30, 10).convert("P"), "BMP"), {OK}, "a.bmp"),
+        f("bmp-1bit", save_image(Image.new("1", (9, 9)), "BMP"), {OK}, "a.bmp"),
+        f(
+            "bmp-32bit-rgba",
+            save_image(noise_image(16, 16, "RGBA"), "BMP"),
+            {OK, UNSUPPORTED},
+            "a.bmp",
+        ),
+        f("jpeg-cmyk", save_image(Image.new("CMYK", (16, 16), (0, 255, 0, 0)), "JPEG"), {OK}),
+        f("jpeg-gray", save_image(noise_image(16, 16, "L"), "JPEG"), {OK}),
+        f("jpeg-progressive", save_image(noise_image(64, 64), "JPEG", progressive=True), {OK}),
         f(
             "webp-lossless-rgba",
-            _save(_noise(16, 16, "RGBA"), "WEBP", lossless=True),
+            save_image(noise_image(16, 16, "RGBA"), "WEBP", lossless=True),
             {OK},
             "a.webp",
         ),
-        f("png-1x1", _save(Image.new("RGB", (1, 1)), "PNG"), {OK}, "a.png"),
-        f("png-1x20000-strip", _save(Image.new("RGB", (1, 20000)), "PNG"), {OK}, "a.png"),
+        f("png-1x1", save_image(Image.new("RGB", (1, 1)), "PNG"), {OK}, "a.png"),
+        f("png-1x20000-strip", save_image(Image.new("RGB", (1, 20000)), "PNG"), {OK}, "a.png"),
         # --- wrong or hostile names and media types (the content decides)
         f("png-named-jpg", png, {OK}, "photo.jpg", "image/jpeg"),
         f("jpeg-named-exe", jpeg, {OK}, "setup.exe", "application/x-msdownload"),

@@ -1,0 +1,1 @@
+"""Small helpers that several test modules share (conftest.py holds the fixtures)."""
