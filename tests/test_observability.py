@@ -32,7 +32,9 @@ PREFERRED_RECEIVER = os.environ.get("PENGUIN12_TRACE_RECEIVER", "jaeger")
 # What Grafana substitutes in the dashboard's queries.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "15m", "$__interval": "1s"}
 EXPECTED_SPANS = {
-    "preprocessor": {"upload", "preprocess", "publish"},
+    # The decode is deferred to the feature extractor by default (issue #14): the door only
+    # checks the header.
+    "preprocessor": {"upload", "check_header", "read_evidence", "publish"},
     "feature_extractor": {"extract_features"},
     "classifier": {"classify"},
     "provenance": {"record_status"},

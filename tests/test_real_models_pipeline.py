@@ -55,14 +55,33 @@ def test_pixels_prepared_for_another_model_fail_the_job_clearly(
     make_stack: Any, photos: dict[str, bytes]
 ) -> None:
     """The tiny demo bundle wants squash/bilinear/224; a preprocessor set up for CLIP's crop must
-    not get a silent answer but a FAILED job that names the setting to fix."""
-    stack: Stack = make_stack(PENGUIN12_PREPROCESSING="shorter_side_center_crop/bicubic/224")
+    not get a silent answer but a FAILED job that names the setting to fix. That happens where the
+    door prepares the pixels (decode not deferred: large uploads, or PENGUIN12_DEFER_DECODE=false);
+    a deferred upload is prepared by the feature extractor as its own model declares, so the same
+    misconfigured door gets a correct answer."""
+    stack: Stack = make_stack(
+        PENGUIN12_PREPROCESSING="shorter_side_center_crop/bicubic/224",
+        PENGUIN12_DEFER_DECODE="false",
+    )
     stack.start_all()
     response = stack.submit(photos["rocket.jpg"], "rocket.jpg")
     assert response.status_code == 202, response.text
     body = stack.wait_final(response.json()["request_id"], timeout=120)
     assert body["status"] == "FAILED", body
     assert "PENGUIN12_PREPROCESSING=squash/bilinear/224" in body["error"]
+
+
+def test_a_deferred_upload_is_prepared_as_the_served_model_declares(
+    make_stack: Any, photos: dict[str, bytes]
+) -> None:
+    """With the decode deferred (the default), the door's preprocessing setting does not decide
+    how the pixels are prepared: the feature extractor prepares them for the model it serves."""
+    stack: Stack = make_stack(PENGUIN12_PREPROCESSING="shorter_side_center_crop/bicubic/224")
+    stack.start_all()
+    response = stack.submit(photos["rocket.jpg"], "rocket.jpg")
+    assert response.status_code == 202, response.text
+    body = stack.wait_final(response.json()["request_id"], timeout=120)
+    assert body["status"] == "COMPLETED", body
 
 
 def test_penguin12_hub_layout_through_kafka(
