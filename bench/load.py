@@ -73,7 +73,7 @@ def build_bodies(corpus: list[bytes]) -> list[tuple[str, bytes]]:
 
 async def closed_loop(
     stack: BenchStack,
-    watcher: StatusWatcher,
+    watcher: StatusWatcher | None,
     bodies: list[tuple[str, bytes]],
     *,
     clients: int,
@@ -84,7 +84,8 @@ async def closed_loop(
     job_timeout_s: float = 120.0,
 ) -> LoadResult:
     """Run ``clients`` users for ``warmup_s + measure_s``; count what finishes in the window."""
-    watcher.attach(asyncio.get_running_loop())
+    if watcher is not None:
+        watcher.attach(asyncio.get_running_loop())
     pre_port, prov_port = stack.port("preprocessor"), stack.port("provenance")
     result = LoadResult(clients, measure_s)
     started = time.monotonic()
@@ -147,6 +148,8 @@ async def closed_loop(
                 since = body["status"]
             return None
         if how == "stream":
+            if watcher is None:
+                raise ValueError("users waiting by stream need a StatusWatcher")
             final = await watcher.wait_final(rid, limit_s)
             if final is None:
                 return None

@@ -61,7 +61,9 @@ async def measure(
     measure_s: float,
     wait: str = "longpoll",
 ) -> dict[str, Any]:
-    watcher = StatusWatcher(stack.infra.bootstrap, stack.topic_status)
+    # Only users who wait by reading the status topic need the bystander consumer: anywhere else
+    # it would make the broker serve every status record twice and charge that to the system.
+    watcher = StatusWatcher(stack.infra.bootstrap, stack.topic_status) if wait == "stream" else None
     try:
         observed = asyncio.create_task(observe_window(stack, warmup_s, measure_s))
         load = await closed_loop(
@@ -75,7 +77,8 @@ async def measure(
         )
         window = await observed
     finally:
-        watcher.close()
+        if watcher is not None:
+            watcher.close()
     run = {**load.as_dict(), **window, "wait": wait}
     # CPU the system (services, Kafka, Redis: not the load generator) spent per completed image.
     cpu = window["cpu"]

@@ -30,12 +30,16 @@ from bench.stack import BenchStack, infra
 OUT = RESULTS / "profiles"
 
 
-def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+def start_py_spy(
+    pid: int, seconds: float, out: Path, gil: bool = False
+) -> subprocess.Popen[bytes]:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise SystemExit("py-spy is not installed (uv sync installs the dev group)")
     cmd = [py_spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50"]
     cmd += ["-f", "raw", "-o", str(out), "--nonblocking", "--threads"]
+    if gil:  # only samples that hold the GIL: where the Python CPU goes, waits left out
+        cmd.append("--gil")
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -92,6 +96,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the services")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     args = parser.parse_args()
     env = dict(kv.split("=", 1) for kv in args.env)
     bodies = build_bodies(load_corpus(1000))
@@ -108,7 +113,7 @@ def main() -> None:
             async def spy() -> list[tuple[str, subprocess.Popen[bytes]]]:
                 await asyncio.sleep(warmup)
                 return [
-                    (name, start_py_spy(pid, args.seconds, OUT / f"{name}.txt"))
+                    (name, start_py_spy(pid, args.seconds, OUT / f"{name}.txt", args.gil))
                     for name, pid in services.items()
                 ]
 

@@ -52,6 +52,10 @@ class KafkaSettings(BaseSettings):
     kafka_ssl_key_password: SecretStr = SecretStr("")
     # Status records are the source of truth that provenance re-reads into Redis: keep them a week.
     status_retention_ms: int = 7 * 24 * 3600 * 1000
+    # How a worker's consumer fetches (librdkafka fetch.min.bytes / fetch.wait.max.ms): the broker
+    # answers once it holds this many new bytes or the wait has passed. EXPERIMENT
+    kafka_fetch_min_bytes: int = Field(1, ge=1)
+    kafka_fetch_wait_max_ms: int = Field(500, ge=0)
     # A consumer outside its group (no member id, no partitions) this long is replaced by a new
     # one: librdkafka has been seen never to rejoin after a broker restart (docs in worker.py).
     rejoin_timeout_s: float = 60.0

@@ -32,6 +32,8 @@ def worker_consumer_config(settings: CommonSettings, group_id: str) -> dict[str,
             "statistics.interval.ms": 5000,
             "stats_cb": _record_consumer_lag,
             "max.partition.fetch.bytes": 4 * MAX_RECORD_BYTES,
+            "fetch.min.bytes": settings.kafka_fetch_min_bytes,
+            "fetch.wait.max.ms": settings.kafka_fetch_wait_max_ms,
             # Pre-fetch at most ~16 MB (a full batch is 16 x 0.2 MB): a deep backlog stays in
             # Kafka, not in the worker's memory (librdkafka's default, 64 MB, showed up as RSS
             # growth).
