@@ -50,8 +50,13 @@ def main() -> None:
                     wait_quiet(stack.pids().values(), 10)
                     stack.infra.redis(1).flushdb()  # the same images again: no cache hits
                     run = asyncio.run(
-                        measure(stack, bodies, clients=args.clients, warmup_s=5.0,
-                                measure_s=args.seconds)
+                        measure(
+                            stack,
+                            bodies,
+                            clients=args.clients,
+                            warmup_s=5.0,
+                            measure_s=args.seconds,
+                        )
                     )
                     runs[label].append(run)
                     log(
@@ -70,15 +75,17 @@ def main() -> None:
                 r["system_cpu_ms_per_image"] for r in rows
             ),
             "by_process": {
-                p: round(statistics.median(
-                    r["cpu_ms_per_image_by_process"].get(p, 0.0) for r in rows), 2)
+                p: round(
+                    statistics.median(r["cpu_ms_per_image_by_process"].get(p, 0.0) for r in rows), 2
+                )
                 for p in processes
             },
         }
         log(f"{label}: {json.dumps(summary[label])}")
     out = RESULTS / "levers.json"
-    out.write_text(json.dumps({"variants": dict(args.variant), "summary": summary,
-                               "runs": runs}, indent=1))
+    out.write_text(
+        json.dumps({"variants": dict(args.variant), "summary": summary, "runs": runs}, indent=1)
+    )
     log(f"written {out}")
 
 

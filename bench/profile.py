@@ -30,9 +30,7 @@ from bench.stack import BenchStack, infra
 OUT = RESULTS / "profiles"
 
 
-def start_py_spy(
-    pid: int, seconds: float, out: Path, gil: bool = False
-) -> subprocess.Popen[bytes]:
+def start_py_spy(pid: int, seconds: float, out: Path, gil: bool = False) -> subprocess.Popen[bytes]:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise SystemExit("py-spy is not installed (uv sync installs the dev group)")

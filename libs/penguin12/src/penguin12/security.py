@@ -14,6 +14,7 @@ import logging
 import time
 
 import redis
+import redis.asyncio as aioredis
 from fastapi import HTTPException, Request
 
 log = logging.getLogger("penguin12.security")
@@ -130,22 +131,22 @@ def verify_webhook(
 class RateLimiter:
     """At most ``per_minute`` requests per client per clock minute (0 turns it off)."""
 
-    def __init__(self, client: redis.Redis, per_minute: int, scope: str):
+    def __init__(self, client: aioredis.Redis, per_minute: int, scope: str):
         self._redis = client
         self._per_minute = per_minute
         self._scope = scope
 
-    def check(self, request: Request) -> None:
+    async def check(self, request: Request) -> None:
         if self._per_minute <= 0:
             return
         now = time.time()
         window = int(now // 60)
         key = f"penguin12:rl:{self._scope}:{client_identity(request)}:{window}"
         try:
-            with self._redis.pipeline(transaction=False) as pipe:
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, 61)
-                count = int(pipe.execute()[0])
+                count = int((await pipe.execute())[0])
         except redis.RedisError:
             log.warning("rate limiter unavailable (Redis); letting the request through")
             return

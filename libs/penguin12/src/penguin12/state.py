@@ -16,6 +16,7 @@ import time
 from typing import Any, NamedTuple
 
 import redis
+import redis.asyncio as aioredis
 
 from penguin12.schemas import STATUS_RANK, JobState, JobStatus, Result, StatusUpdate
 from penguin12.settings import RedisSettings
@@ -150,13 +151,28 @@ def redis_client(url: str, settings: RedisSettings | None = None) -> redis.Redis
     )
 
 
-class JobStore:
-    """Read and write job state; ``retention_s`` bounds how long a finished job is remembered."""
+def async_redis_client(url: str, settings: RedisSettings | None = None) -> aioredis.Redis:
+    """`redis_client` for the event loop: a request handler reads and writes without a thread."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=2, **redis_options(settings)
+    )
 
-    def __init__(self, client: redis.Redis, retention_s: int):
+
+class JobStore:
+    """Read and write job state; ``retention_s`` bounds how long a finished job is remembered.
+
+    The blocking methods serve the workers' threads; the ``*_async`` ones (given ``aclient``, an
+    asyncio client of the same database) serve request handlers on the event loop.
+    """
+
+    def __init__(
+        self, client: redis.Redis, retention_s: int, aclient: aioredis.Redis | None = None
+    ):
         self._redis = client
+        self._aredis = aclient
         self._retention_s = retention_s
         self._apply = client.register_script(_APPLY)
+        self._apply_async = aclient.register_script(_APPLY) if aclient is not None else None
 
     @classmethod
     def from_url(
@@ -178,25 +194,31 @@ class JobStore:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for update in updates:
-            self._apply(
-                keys=[KEY_PREFIX + update.request_id, OPEN_JOBS_KEY],
-                args=[
-                    update.status.value,
-                    STATUS_RANK[update.status],
-                    repr(update.submitted_at),
-                    repr(update.at),
-                    update.result.model_dump_json() if update.result else "",
-                    update.error or "",
-                    self._retention_s,
-                    update.request_id,
-                    "1" if update.reopen else "0",
-                    EVENTS_PREFIX + update.request_id,
-                    update.callback_url or "",
-                    update.owner or "",
-                ],
-                client=pipe,
-            )
+            self._apply(keys=_apply_keys(update), args=self._apply_args(update), client=pipe)
         return [bool(applied) for applied in pipe.execute()]
+
+    async def apply_async(self, update: StatusUpdate) -> bool:
+        """`apply` on the event loop."""
+        if self._apply_async is None:
+            raise RuntimeError("JobStore was built without an asyncio client")
+        applied = await self._apply_async(keys=_apply_keys(update), args=self._apply_args(update))
+        return bool(applied)
+
+    def _apply_args(self, update: StatusUpdate) -> list[str | int]:
+        return [
+            update.status.value,
+            STATUS_RANK[update.status],
+            repr(update.submitted_at),
+            repr(update.at),
+            update.result.model_dump_json() if update.result else "",
+            update.error or "",
+            self._retention_s,
+            update.request_id,
+            "1" if update.reopen else "0",
+            EVENTS_PREFIX + update.request_id,
+            update.callback_url or "",
+            update.owner or "",
+        ]
 
     def get(self, request_id: str) -> JobState | None:
         return self.read(request_id)[0]
@@ -212,19 +234,17 @@ class JobStore:
     def read(self, request_id: str) -> tuple[JobState | None, str | None]:
         """The job's state and its owner (who submitted it, when API keys are on), in one read."""
         raw: dict[bytes, bytes] = self._redis.hgetall(KEY_PREFIX + request_id)  # type: ignore[assignment]
-        if not raw:
-            return None, None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
-        return JobState(
-            request_id=request_id,
-            status=JobStatus(fields["status"]),
-            submitted_at=float(fields["submitted_at"]),
-            last_updated=float(fields["last_updated"]),
-            result=Result.model_validate(json.loads(fields["result"]))
-            if "result" in fields
-            else None,
-            error=fields.get("error"),
-        ), fields.get(OWNER_FIELD)
+        return _job_state(request_id, raw)
+
+    async def get_for_async(self, request_id: str, owner: str | None) -> JobState | None:
+        """`get_for` on the event loop."""
+        if self._aredis is None:
+            raise RuntimeError("JobStore was built without an asyncio client")
+        raw: dict[bytes, bytes] = await self._aredis.hgetall(KEY_PREFIX + request_id)  # type: ignore[assignment]
+        state, job_owner = _job_state(request_id, raw)
+        if state is None or owner is None or job_owner == owner:
+            return state
+        return None
 
     def overdue(self, submitted_before: float, limit: int = 500) -> list[tuple[str, float]]:
         """Jobs still open that were submitted before ``submitted_before``, oldest first."""
@@ -273,3 +293,28 @@ class JobStore:
 
     def close(self) -> None:
         self._redis.close()
+
+    async def close_async(self) -> None:
+        """Close both clients (call it from the event loop the asyncio client served)."""
+        self.close()
+        if self._aredis is not None:
+            await self._aredis.aclose()
+
+
+def _apply_keys(update: StatusUpdate) -> list[str]:
+    return [KEY_PREFIX + update.request_id, OPEN_JOBS_KEY]
+
+
+def _job_state(request_id: str, raw: dict[bytes, bytes]) -> tuple[JobState | None, str | None]:
+    """A job's hash as its state and owner; (None, None) for an unknown job."""
+    if not raw:
+        return None, None
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    return JobState(
+        request_id=request_id,
+        status=JobStatus(fields["status"]),
+        submitted_at=float(fields["submitted_at"]),
+        last_updated=float(fields["last_updated"]),
+        result=Result.model_validate(json.loads(fields["result"])) if "result" in fields else None,
+        error=fields.get("error"),
+    ), fields.get(OWNER_FIELD)

@@ -7,18 +7,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from penguin12.security import client_identity
-from penguin12.web import owner_filter
+from penguin12.web import owner_filter, requester
 from preprocessor.intake import Intake
 
 
-def get_intake(request: Request) -> Intake:
+async def get_intake(request: Request) -> Intake:
     intake: Intake = request.app.state.intake
     return intake
 
 
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 # Who is asking (API key digest, else address): what an Idempotency-Key belongs to.
-ClientDep = Annotated[str, Depends(client_identity)]
+ClientDep = Annotated[str, Depends(requester)]
 # Whom a new job belongs to (None: API keys are off, anyone may read it).
 OwnerDep = Annotated[str | None, Depends(owner_filter)]

@@ -26,7 +26,7 @@ from penguin12.imaging import (
 )
 from penguin12.logs import request_context
 from penguin12.metrics import JOBS_SUBMITTED
-from penguin12.schemas import SubmitResponse
+from penguin12.schemas import Finding, SubmitResponse
 from penguin12.security import webhook_secret
 from preprocessor.admission import Admission
 from preprocessor.decoding import DecodeBusy, DecodeGate
@@ -131,15 +131,14 @@ class Intake:
             image: PreparedImage | DeferredUpload
             deferred = _deferrable(source, settings)
             if deferred is not None:
-                with tracer.start_as_current_span("check_header"):
-                    probe = await self._check_header(deferred)
+                # Both reads of a deferred upload in one trip to the thread pool: each hand-off
+                # costs the door CPU (issue #14).
+                probe, evidence = await run_in_threadpool(self._read_deferred, deferred)
                 image = DeferredUpload(deferred, probe.format)
-                source = deferred
             else:
                 with tracer.start_as_current_span("preprocess"):
                     image = await self._prepare(source)
-            with tracer.start_as_current_span("read_evidence"):
-                evidence = await run_in_threadpool(upload_evidence, source, settings, self.trust)
+                evidence = await run_in_threadpool(self._evidence, source)
             try:
                 await self.publisher.publish(
                     request_id, image, evidence=evidence, callback_url=callback_url, owner=owner
@@ -165,29 +164,36 @@ class Intake:
             )
             return self.ticket(request_id, callback_url is not None)
 
-    async def _check_header(self, source: BinaryIO | bytes) -> ImageProbe:
+    def _read_deferred(self, data: bytes) -> tuple[ImageProbe, list[Finding]]:
+        """A deferred upload's header check and evidence (blocking: runs on the thread pool)."""
+        return self._check_header(data), self._evidence(data)
+
+    def _evidence(self, source: BinaryIO | bytes) -> list[Finding]:
+        with tracer.start_as_current_span("read_evidence"):
+            return upload_evidence(source, self.settings, self.trust)
+
+    def _check_header(self, source: BinaryIO | bytes) -> ImageProbe:
         """Read the header only: format (415), pixel count and decode memory (413), empty
-        (422)."""
+        (422). Blocking: call it on the thread pool."""
         settings = self.settings
-        try:
-            probe = await run_in_threadpool(
-                probe_image,
-                source,
-                max_pixels=settings.max_image_pixels,
-                min_side=settings.prepare_as.decode_min_side,
-            )
-            check_decode_budget(
-                probe, min(settings.max_decode_memory_mb, settings.decode_memory_budget_mb) << 20
-            )
-            return probe
-        except ImageRejected as exc:
-            raise _refused(exc) from exc
+        with tracer.start_as_current_span("check_header"):
+            try:
+                probe = probe_image(
+                    source,
+                    max_pixels=settings.max_image_pixels,
+                    min_side=settings.prepare_as.decode_min_side,
+                )
+                budget = min(settings.max_decode_memory_mb, settings.decode_memory_budget_mb)
+                check_decode_budget(probe, budget << 20)
+                return probe
+            except ImageRejected as exc:
+                raise _refused(exc) from exc
 
     async def _prepare(self, source: BinaryIO | bytes) -> PreparedImage:
         """Probe the header, refuse or wait for room in the decode budget, then decode on its
         pool."""
         spec = self.settings.prepare_as
-        probe = await self._check_header(source)
+        probe = await run_in_threadpool(self._check_header, source)
         try:
             return await self.decoder.run(
                 probe.decode_bytes, lambda: prepare_probed(probe, preprocessing=spec)

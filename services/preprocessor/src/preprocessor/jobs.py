@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import redis
 from confluent_kafka import KafkaError
 from opentelemetry import trace
-from starlette.concurrency import run_in_threadpool
 
 from penguin12 import schemas, tracing
 from penguin12.imaging import PreparedImage
@@ -115,7 +114,7 @@ class JobPublisher:
         # Record PENDING at once so the status_url never answers 404, even before provenance has
         # consumed the status record (the same monotonic write it will repeat).
         try:
-            await run_in_threadpool(self._store.apply, pending)
+            await self._store.apply_async(pending)
         except Exception:
             log.warning("could not pre-register job state; provenance will", exc_info=True)
 

@@ -43,7 +43,7 @@ def create_app(settings: PreprocessorSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A wrong path stops the start, clearly.
         trust = TrustAnchors.from_file(settings.c2pa_trust_anchors_file)
-        client, store = await connect_infrastructure(settings)
+        client, aclient, store = await connect_infrastructure(settings)
         delivery_ms = int(settings.delivery_timeout_s * 1000)
         health = KafkaHealth(settings)
         health.start()
@@ -66,7 +66,7 @@ def create_app(settings: PreprocessorSettings) -> FastAPI:
         )
         app.state.kafka_health = health
         app.state.store = store
-        app.state.guard = AccessGuard(settings, client, scope="submit")
+        app.state.guard = AccessGuard(settings, aclient, scope="submit")
         app.state.intake = Intake(
             settings,
             JobPublisher(settings, producer, store, health),
@@ -88,7 +88,7 @@ def create_app(settings: PreprocessorSettings) -> FastAPI:
             decoder.close()
             await run_in_threadpool(producer.close)
             health.stop()
-            store.close()
+            await store.close_async()
 
     app = FastAPI(
         title="Penguin12 preprocessor",

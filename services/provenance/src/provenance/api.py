@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from starlette.concurrency import run_in_threadpool
 
 from penguin12.schemas import ErrorResponse, JobState, JobStatus
 from penguin12.web import guard_public_route
@@ -54,7 +53,7 @@ async def get_status(
         return await live.long_poll(
             store, notifier, request_id, owner, wait, since, final_only=until == "final"
         )
-    state = await run_in_threadpool(store.get_for, request_id, owner)
+    state = await store.get_for_async(request_id, owner)
     if state is None:
         raise job_not_found(request_id)
     return state

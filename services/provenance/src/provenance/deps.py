@@ -13,17 +13,17 @@ from provenance.notifier import StatusNotifier
 from provenance.webhooks.queue import WebhookQueue
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.store
     return store
 
 
-def get_notifier(request: Request) -> StatusNotifier:
+async def get_notifier(request: Request) -> StatusNotifier:
     notifier: StatusNotifier = request.app.state.notifier
     return notifier
 
 
-def get_webhook_queue(request: Request) -> WebhookQueue:
+async def get_webhook_queue(request: Request) -> WebhookQueue:
     queue: WebhookQueue = request.app.state.webhook_queue
     return queue
 

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from penguin12.schemas import ErrorResponse, JobState, JobStatus
 from penguin12.state import JobStore, is_final
@@ -55,7 +54,7 @@ async def long_poll(
         baseline = since
         while True:
             changed.clear()
-            state = await run_in_threadpool(store.get_for, request_id, owner)
+            state = await store.get_for_async(request_id, owner)
             if state is None:
                 raise job_not_found(request_id)
             if baseline is None:
@@ -92,7 +91,7 @@ def _sse(state: JobState) -> bytes:
 async def status_events(
     request_id: RequestId, store: StoreDep, notifier: NotifierDep, owner: OwnerDep
 ) -> StreamingResponse:
-    first = await run_in_threadpool(store.get_for, request_id, owner)
+    first = await store.get_for_async(request_id, owner)
     if first is None:
         raise job_not_found(request_id)
 
@@ -104,7 +103,7 @@ async def status_events(
         with notifier.watch(request_id) as changed:
             while True:
                 changed.clear()
-                state = await run_in_threadpool(store.get_for, request_id, owner)
+                state = await store.get_for_async(request_id, owner)
                 if state is None:
                     yield b"event: gone\ndata: {}\n\n"
                     return

@@ -39,7 +39,7 @@ log = logging.getLogger("penguin12.provenance")
 def create_app(settings: ProvenanceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client, store = await connect_infrastructure(settings)
+        client, aclient, store = await connect_infrastructure(settings)
         hooks = WebhookQueue(client, store, settings.job_retention_s)
         dispatcher = WebhookDispatcher(hooks, store, settings, UrlPolicy.from_settings(settings))
         dispatcher.start()
@@ -59,7 +59,7 @@ def create_app(settings: ProvenanceSettings) -> FastAPI:
         app.state.worker = worker
         app.state.notifier = notifier
         app.state.webhook_queue = hooks
-        app.state.guard = AccessGuard(settings, client, scope="status")
+        app.state.guard = AccessGuard(settings, aclient, scope="status")
         producer = AsyncProducer(producer_config(settings))
         maintenance = Maintenance(settings, store, producer)
         maintenance.start()
@@ -73,7 +73,7 @@ def create_app(settings: ProvenanceSettings) -> FastAPI:
             producer.close()
             stop.set()
             await run_in_threadpool(thread.join, 30)
-            store.close()
+            await store.close_async()
 
     app = FastAPI(
         title="Penguin12 provenance",
