@@ -137,3 +137,16 @@ def test_every_consumer_stores_and_commits_only_what_its_owner_says() -> None:
     worker = worker_consumer_config(settings, "workers")
     assert worker["enable.auto.commit"] is True and worker["enable.auto.offset.store"] is False
     assert worker["partition.assignment.strategy"] == "cooperative-sticky"
+
+
+def test_workers_fetch_as_configured_and_answer_at_the_first_record_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = worker_consumer_config(CommonSettings(), "g")
+    assert (default["fetch.min.bytes"], default["fetch.wait.max.ms"]) == (1, 500)
+    monkeypatch.setenv("PENGUIN12_KAFKA_FETCH_MIN_BYTES", "262144")
+    monkeypatch.setenv("PENGUIN12_KAFKA_FETCH_WAIT_MAX_MS", "20")
+    tuned = worker_consumer_config(CommonSettings(), "g")
+    assert (tuned["fetch.min.bytes"], tuned["fetch.wait.max.ms"]) == (262144, 20)
+    with pytest.raises(ValidationError):
+        CommonSettings(kafka_fetch_min_bytes=0)

@@ -43,10 +43,15 @@ class StatusRecorder:
                 if not changed:
                     log.debug("ignored %s (stale or repeated)", update.status)
                     continue
-                log.info("%s (from %s)", update.status, update.service)
-                if update.status in TERMINAL_STATUSES:
-                    JOBS_FINISHED.labels(status=update.status.value).inc()
-                    JOB_LATENCY.labels(status=update.status.value).observe(
-                        max(0.0, update.at - update.submitted_at)
-                    )
+                if update.status not in TERMINAL_STATUSES:
+                    # The service that sent it logged the step already; the final one is logged
+                    # here too, where its latency is known.
+                    log.debug("%s (from %s)", update.status, update.service)
+                    continue
+                latency = max(0.0, update.at - update.submitted_at)
+                log.info(
+                    "%s (from %s) %.3f s after submission", update.status, update.service, latency
+                )
+                JOBS_FINISHED.labels(status=update.status.value).inc()
+                JOB_LATENCY.labels(status=update.status.value).observe(latency)
         return []
