@@ -72,21 +72,36 @@ class FeatureExtraction:
                     self.settings, self._status(record.payload, JobStatus.PROCESSING_FEATURES), ctx
                 )
             )
+        for record in records:
+            if record.payload.upload is None:
+                self._check_prepared(record.payload)
+        # Every image is handed to the decode threads at once; the backbone runs on the first
+        # `backbone_batch_size` as soon as they are ready, while the threads decode the next
+        # ones (the decoder and the runtime release the GIL): decode and model overlap, as in
+        # the bare-work limit, instead of taking turns (issue #14).
+        decoding = [self.decoders.submit(self._image, r.payload) for r in records]
         failed: list[Output] = []
-        images: list[np.ndarray] = []
-        kept: list[tuple[Record[ImageJob], Context]] = []
-        for record, ctx, image in zip(records, contexts, self._images(records), strict=True):
+        done: list[Output] = []
+        run: list[tuple[Record[ImageJob], Context, np.ndarray]] = []
+        for record, ctx, future in zip(records, contexts, decoding, strict=True):
+            image = future.result()
             if isinstance(image, str):  # a deferred upload whose pixels could not be decoded
                 with request_context(record.payload.request_id):
                     log.info("upload refused after the 202: %s", image)
                 update = self._status(record.payload, JobStatus.FAILED, error=image)
                 failed.append(status_output(self.settings, update, ctx))
                 continue
-            images.append(image)
-            kept.append((record, ctx))
-        if not kept:
-            return failed
-        records, contexts = [r for r, _ in kept], [c for _, c in kept]
+            run.append((record, ctx, image))
+            if len(run) >= self.settings.backbone_batch_size:
+                done += self._embed(run)
+                run = []
+        if run:
+            done += self._embed(run)
+        return failed + done
+
+    def _embed(self, run: list[tuple[Record[ImageJob], Context, np.ndarray]]) -> list[Output]:
+        """Cache lookup, one backbone run for the misses, and the features + status out."""
+        images = [image for _, _, image in run]
         # The cache key is the hash of the pixels as received, computed here: the record's own
         # `content_sha256` is not trusted (anyone who can write to the topic could poison the
         # cache for another image with it).
@@ -111,8 +126,8 @@ class FeatureExtraction:
                 vectors[i] = vector
                 fresh[digests[i]] = vector.tobytes()
             self.cache.put_many(fresh)
-        outputs: list[Output] = failed
-        for i, (record, ctx) in enumerate(zip(records, contexts, strict=True)):
+        outputs: list[Output] = []
+        for i, (record, ctx, _) in enumerate(run):
             job = record.payload
             embedding = vectors[i]
             if embedding is None:  # pragma: no cover - every miss was computed above
@@ -141,16 +156,10 @@ class FeatureExtraction:
             )
         return outputs
 
-    def _images(self, records: list[Record[ImageJob]]) -> list[np.ndarray | str]:
-        """Each job's prepared pixels, or why its upload cannot be decoded (in words for the
-        client: the same message the front door's 422 gives). Deferred uploads are decoded and
-        prepared here, as the served model wants them, on ``decode_threads`` threads."""
-        for record in records:
-            if record.payload.upload is None:
-                self._check_prepared(record.payload)
-        return list(self.decoders.map(self._image, [r.payload for r in records]))
-
     def _image(self, job: ImageJob) -> np.ndarray | str:
+        """The job's prepared pixels, or why its upload cannot be decoded (in words for the
+        client: the same message the front door's 422 gives). Deferred uploads are decoded and
+        prepared here, as the served model wants them, within the door's bounds."""
         if job.upload is None:
             return job.array()  # raises on a malformed payload
         try:

@@ -13,8 +13,12 @@ class FeatureExtractorSettings(WorkerSettings, ModelSettings):
     service_name: str = "feature_extractor"
     consumer_group: str = "feature_extractor"
     metrics_port: int = 9110
-    # One backbone run per micro-batch (Triton-style dynamic batching).
+    # Records taken from Kafka at once (Triton-style dynamic batching); the backbone runs on them
+    # in runs of `backbone_batch_size` images, each as soon as its images are decoded, so the
+    # decode of the next run overlaps the model. On a CPU, batches beyond ~4 save nothing per
+    # image (docs/benchmarks.md, scenario 1); on a GPU, raise it to max_batch_size.
     max_batch_size: int = 16
+    backbone_batch_size: int = Field(default=4, ge=1)
     # Deferred uploads (the preprocessor's defer_decode) are decoded here, on this many threads
     # (the decoder releases the GIL), within the same bounds the front door checked.
     decode_threads: int = Field(default=2, ge=1)
