@@ -61,13 +61,14 @@ def table(names: list[str]) -> str:
 
 
 def cpu_table(names: list[str]) -> str:
-    """Markdown: scenario 2's CPU-ms per completed image by process, before (the front door
-    decoding every upload) and after issue #14's deferred decode, both from this run."""
+    """Markdown: scenario 2's CPU-ms per completed image by process, with and without each of
+    issue #14's levers that a setting turns off, all from this run."""
     data = load_result("2_pipeline_saturated") if "2_pipeline_saturated" in names else None
     if data is None:
         return ""
     runs = data["figures"]["runs"]
-    cols = [(k, runs[k]) for k in ("fe1-decode-at-door", "fe1", "fe2") if k in runs]
+    order = ("fe1-decode-at-door", "fe1-no-overlap", "fe1-fuller-fetches", "fe1", "fe2")
+    cols = [(k, runs[k]) for k in order if k in runs]
     names: list[str] = []
     for _, run in cols:
         names += [n for n in run.get("cpu_ms_per_image_by_process", {}) if n not in names]
