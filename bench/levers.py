@@ -63,7 +63,8 @@ def main() -> None:
                         f"{label} round {round_}: {run['completed_per_s']} completed/s, "
                         f"{run['system_cpu_ms_per_image']} CPU-ms/img "
                         f"{run['cpu_ms_per_image_by_process']}, accept p99 "
-                        f"{run['accept_latency'].get('p99_ms')} ms, others "
+                        f"{run['accept_latency'].get('p99_ms')} ms, extractor ms per batch "
+                        f"{run['fe_ms_per_batch']} (batch {run['fe_mean_batch_size']}), others "
                         f"{run['cpu']['foreign_busy_cores']} cores"
                     )
     summary = {}

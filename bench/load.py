@@ -198,5 +198,9 @@ async def observe_window(stack: BenchStack, warmup_s: float, measure_s: float) -
         "cpu": cpu,
         "fe_counters_in_window": delta,
         "fe_mean_batch_size": round(records / batches, 2) if batches else None,
+        "fe_ms_per_batch": {
+            stage: round(1e3 * delta[f"fe_{stage}_s"] / batches, 1) if batches else None
+            for stage in ("processing", "delivery")
+        },
         "fe_cache_hits_total": after["fe_cache_hits"],
     }

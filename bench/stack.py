@@ -266,6 +266,9 @@ class BenchStack:
             "fe_batches": batches,
             "fe_records": records,
             "fe_backbone_images": self.fe_metric("penguin12_backbone_images_total"),
+            # Where a batch's time goes: processing (decode, cache, model) and awaiting the acks.
+            "fe_processing_s": self.fe_metric("penguin12_processing_seconds_sum"),
+            "fe_delivery_s": self.fe_metric("penguin12_delivery_seconds_sum"),
             "fe_cache_hits": self.fe_metric("penguin12_embedding_cache_total", 'result="hit"'),
             "fe_cache_misses": self.fe_metric("penguin12_embedding_cache_total", 'result="miss"'),
         }
