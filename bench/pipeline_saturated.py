@@ -41,8 +41,8 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         default=None,
-        help="also measure with PENGUIN12_MODEL_NUM_THREADS set to these values, e.g. 2 "
-        "(default: none in quick mode, 2 in full mode; the services' default is 1)",
+        help="also measure with PENGUIN12_MODEL_NUM_THREADS set to these values (default: 1; "
+        "the feature extractor's own default is 2)",
     )
     parser.add_argument(
         "--nice",
@@ -136,10 +136,11 @@ def main() -> None:
     variants.append(("fe1-no-overlap", 1, {"PENGUIN12_BACKBONE_BATCH_SIZE": "16"}, nice0))
     fetch = {"PENGUIN12_KAFKA_FETCH_MIN_BYTES": "262144", "PENGUIN12_KAFKA_FETCH_WAIT_MAX_MS": "20"}
     variants.append(("fe1-fuller-fetches", 1, fetch, nice0))
-    threads = args.threads if args.threads is not None else mode.pick("", "2")
+    # The feature extractor's default is 2 intra-op threads; 1 was the default before #14.
+    threads = args.threads if args.threads is not None else "1"
     for t in filter(None, threads.split(",")):
         env = {"PENGUIN12_MODEL_NUM_THREADS": t}
-        variants += [(f"fe{n}-threads{t}", n, env, nice0) for n in counts]
+        variants.append((f"fe1-threads{t}", 1, env, nice0))
     nices = args.nice if args.nice is not None else mode.pick("", "0")
     for level in filter(None, nices.split(",")):
         variants += [(f"fe{n}-nice{level}", n, {}, int(level)) for n in counts]

@@ -67,7 +67,14 @@ def cpu_table(names: list[str]) -> str:
     if data is None:
         return ""
     runs = data["figures"]["runs"]
-    order = ("fe1-decode-at-door", "fe1-no-overlap", "fe1-fuller-fetches", "fe1", "fe2")
+    order = (
+        "fe1-decode-at-door",
+        "fe1-no-overlap",
+        "fe1-threads1",
+        "fe1-fuller-fetches",
+        "fe1",
+        "fe2",
+    )
     cols = [(k, runs[k]) for k in order if k in runs]
     names: list[str] = []
     for _, run in cols:

@@ -34,3 +34,19 @@ def test_the_model_is_built_from_the_service_settings_object() -> None:
     classifier = ClassifierSettings(source="demo")
     assert ClassifierModel(classifier).settings.source == "demo"
     assert classifier.max_batch_size == 64 and settings.max_batch_size == 16
+
+
+def test_the_extractor_runs_two_sleeping_model_threads_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #14: two intra-op threads for the extractor (the classifier's head needs one), and
+    ONNX Runtime's threads sleep between ops instead of spinning on cores the services share."""
+    from penguin12_model.onnx_runtime import session_options
+
+    monkeypatch.delenv("PENGUIN12_MODEL_NUM_THREADS", raising=False)
+    assert FeatureExtractorSettings().num_threads == 2
+    assert ClassifierSettings().num_threads == 1
+    assert FeatureExtractorSettings(num_threads=1).num_threads == 1
+    options = session_options(2)
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -113,7 +113,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def session_options(num_threads: int) -> Any:
-    """Sequential execution, full graph optimisation, ``num_threads`` intra-op threads."""
+    """Sequential execution, full graph optimisation, ``num_threads`` intra-op threads that
+    sleep rather than spin between ops.
+
+    A service shares its cores with the others: a spinning thread burns the CPU they need. In the
+    saturated pipeline (issue #14, one feature extractor, 2 threads) spinning cost 34.9 CPU-ms per
+    image against 31.2 without it, for 2.6 % more images per second.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -122,6 +128,7 @@ def session_options(num_threads: int) -> Any:
     opts.intra_op_num_threads = max(1, num_threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

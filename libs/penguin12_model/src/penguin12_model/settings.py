@@ -64,9 +64,8 @@ class ModelSettings(BaseSettings):
         1,
         ge=0,
         description=(
-            "intra-op threads per process (ONNX Runtime or torch); 0 = all cores. One is the most "
-            "work per CPU (a second thread mostly spin-waits: docs/benchmarks.md); scale with "
-            "processes instead"
+            "intra-op threads per process (ONNX Runtime or torch); 0 = all cores. The feature "
+            "extractor's default is 2 (its own setting); beyond that, scale with processes"
         ),
     )
     hub_probe_timeout_s: float = _env(
