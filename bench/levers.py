@@ -21,7 +21,7 @@ from typing import Any
 from bench.common import RESULTS, log, wait_quiet
 from bench.corpus import load_corpus
 from bench.load import build_bodies
-from bench.pipeline_saturated import measure
+from bench.pipeline_saturated import measure, warm_up_pipeline
 from bench.stack import BenchStack, infra
 
 
@@ -42,6 +42,7 @@ def main() -> None:
     bodies = build_bodies(load_corpus(1000))
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in args.variant}
     with infra() as inf:
+        warm_up_pipeline(inf, bodies, args.clients)
         for round_ in range(args.rounds):
             for label, env in args.variant:
                 with BenchStack(
