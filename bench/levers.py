@@ -19,7 +19,7 @@ import statistics
 from typing import Any
 
 from bench.common import RESULTS, log, wait_quiet
-from bench.corpus import load_corpus
+from bench.corpus import QUICK_CORPUS, load_corpus
 from bench.load import build_bodies
 from bench.pipeline_saturated import measure, warm_up_pipeline
 from bench.stack import BenchStack, infra
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement window")
     args = parser.parse_args()
-    bodies = build_bodies(load_corpus(1000))
+    bodies = build_bodies(load_corpus(QUICK_CORPUS))
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in args.variant}
     with infra() as inf:
         warm_up_pipeline(inf, bodies, args.clients)

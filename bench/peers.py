@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.client import HttpConn
 from bench.common import Mode, ProcMonitor, Result, log, parse_args, wait_quiet
-from bench.corpus import describe, load_corpus
+from bench.corpus import QUICK_CORPUS, describe, load_corpus
 from bench.pipeline_saturated import measure
 from bench.stack import BenchStack
 
@@ -65,7 +65,7 @@ class PeerRun:
             [int(c) for c in args.clients.split(",")],
             mode.pick(5.0, 10.0),
             mode.pick(quick_measure_s, 40.0),
-            load_corpus(mode.pick(1000, 3000)),
+            load_corpus(mode.pick(QUICK_CORPUS, 3000)),
         )
 
     def configure(self, **peer: Any) -> None:

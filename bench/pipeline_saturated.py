@@ -19,7 +19,7 @@ import functools
 from typing import Any
 
 from bench.common import Result, Target, load_result, log, parse_args, wait_quiet
-from bench.corpus import describe, load_corpus
+from bench.corpus import QUICK_CORPUS, describe, load_corpus
 from bench.load import build_bodies, closed_loop, observe_window
 from bench.stack import DEFAULT_WORKER_NICE, BenchStack, StatusWatcher, bench_model, infra
 
@@ -80,6 +80,8 @@ async def measure(
         if watcher is not None:
             watcher.close()
     run = {**load.as_dict(), **window, "wait": wait}
+    if load.exhausted:
+        log("WARNING: the users ran out of images before the window ended: a lower bound only")
     # CPU the system (services, Kafka, Redis: not the load generator) spent per completed image.
     cpu = window["cpu"]
     system_cores = sum(v for k, v in cpu["cpu_cores_by_process"].items() if k != "bench")
@@ -123,7 +125,7 @@ def main() -> None:
     args, mode = parse_args(__doc__ or "", _add_args)
     result = Result(SCENARIO, "Our pipeline, saturated (closed loop, unique images)", mode)
     warmup_s, measure_s = mode.pick(5.0, 12.0), mode.pick(15.0, 45.0)
-    corpus = load_corpus(mode.pick(1000, 3000))
+    corpus = load_corpus(mode.pick(QUICK_CORPUS, 3000))
     bodies = build_bodies(corpus)
     bare = load_result("1_bare_work")
     limit = bare["figures"]["images_per_s"] if bare else None
