@@ -24,8 +24,8 @@ class FeatureExtractorSettings(WorkerSettings, ModelSettings):
     decode_threads: int = Field(default=2, ge=1)
     max_image_pixels: int = 40_000_000
     # Two intra-op threads (they sleep between ops, never spin: penguin12_model.onnx_runtime): one
-    # extractor completed 15 % more images per second than with one, at the same CPU per image
-    # (issue #14, docs/benchmarks.md). Same variable as the model part's.
+    # extractor completed 17-31 % more images per second than with one, for 4-15 % more CPU per
+    # image (issue #14, docs/benchmarks.md). Same variable as the model part's.
     num_threads: int = Field(default=2, ge=0, validation_alias="PENGUIN12_MODEL_NUM_THREADS")
     max_decode_memory_mb: int = Field(default=512, ge=16)
     # Embeddings are a pure function of (pixels, model version): keep them a week.
