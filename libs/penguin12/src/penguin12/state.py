@@ -226,10 +226,7 @@ class JobStore:
     def get_for(self, request_id: str, owner: str | None) -> JobState | None:
         """The job's state if ``owner`` may see it (None: anyone may), else None, as if unknown:
         with API keys on, a job is visible only to the key that submitted it."""
-        state, job_owner = self.read(request_id)
-        if state is None or owner is None or job_owner == owner:
-            return state
-        return None
+        return _visible(*self.read(request_id), owner)
 
     def read(self, request_id: str) -> tuple[JobState | None, str | None]:
         """The job's state and its owner (who submitted it, when API keys are on), in one read."""
@@ -241,10 +238,7 @@ class JobStore:
         if self._aredis is None:
             raise RuntimeError("JobStore was built without an asyncio client")
         raw: dict[bytes, bytes] = await self._aredis.hgetall(KEY_PREFIX + request_id)  # type: ignore[assignment]
-        state, job_owner = _job_state(request_id, raw)
-        if state is None or owner is None or job_owner == owner:
-            return state
-        return None
+        return _visible(*_job_state(request_id, raw), owner)
 
     def overdue(self, submitted_before: float, limit: int = 500) -> list[tuple[str, float]]:
         """Jobs still open that were submitted before ``submitted_before``, oldest first."""
@@ -303,6 +297,13 @@ class JobStore:
 
 def _apply_keys(update: StatusUpdate) -> list[str]:
     return [KEY_PREFIX + update.request_id, OPEN_JOBS_KEY]
+
+
+def _visible(state: JobState | None, job_owner: str | None, owner: str | None) -> JobState | None:
+    """The state if ``owner`` may see it (None: anyone may), else None, as if the job were unknown."""
+    if state is None or owner is None or job_owner == owner:
+        return state
+    return None
 
 
 def _job_state(request_id: str, raw: dict[bytes, bytes]) -> tuple[JobState | None, str | None]:
