@@ -55,7 +55,7 @@ class KafkaSettings(BaseSettings):
     # How a worker's consumer fetches (librdkafka fetch.min.bytes / fetch.wait.max.ms): the broker
     # answers once it holds this many new bytes or the wait has passed. The defaults (librdkafka's)
     # answer at the first record: the least latency. Under a steady load, 262144 / 20 cut the CPU
-    # per job by ~0.7 ms (fewer, fuller fetches: docs/benchmarks.md) for up to 20 ms per hop.
+    # per job by 0.7-1.5 ms (fewer, fuller fetches: docs/benchmarks.md) for up to 20 ms per hop.
     kafka_fetch_min_bytes: int = Field(1, ge=1)
     kafka_fetch_wait_max_ms: int = Field(500, ge=0)
     # A consumer outside its group (no member id, no partitions) this long is replaced by a new
