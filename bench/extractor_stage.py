@@ -111,7 +111,7 @@ def image_job(pixels: np.ndarray) -> tuple[str, bytes]:
         content_sha256=hashlib.sha256(raw).hexdigest(),
         source_format="JPEG",
     )
-    return request_id, schemas.encode(job)
+    return request_id, schemas.encode(job, framed=True)  # as the preprocessor sends it
 
 
 def saturated(

@@ -9,6 +9,8 @@ extractor consumes them, and the broker's CPU (and the clients') is counted per 
 * ``json+lz4``: today's record, an `ImageJob` as JSON with base64 pixels, lz4-compressed;
 * ``json+none``: the same record, uncompressed;
 * ``binary+none``: the raw 150 528 pixel bytes with the other fields in headers;
+* ``upload json+none`` / ``upload binary+none``: the default record since the deferred decode
+  (issue #14), the upload as it came, as base64 in JSON or as raw bytes;
 * ``status x4``: the four small status records every job also produces (PENDING ...).
 
     uv run python -m bench.kafka_cost [--full]
@@ -28,13 +30,16 @@ from bench.stack import infra
 SCENARIO = "diag_kafka_cost"
 
 
-def job_values(n: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """(ImageJob JSON, raw pixels, a StatusUpdate JSON) for ``n`` real prepared images."""
+def job_values(
+    n: int,
+) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes], list[bytes]]:
+    """(ImageJob JSON, raw pixels, a StatusUpdate JSON, upload ImageJob JSON, raw upload) for
+    ``n`` real images."""
     from penguin12 import schemas
     from penguin12.imaging import CLIP_PREPROCESSING, prepare_image
 
     corpus = load_corpus(n)
-    jsons, raws, statuses = [], [], []
+    jsons, raws, statuses, upload_jsons, uploads = [], [], [], [], []
     for i, data in enumerate(corpus):
         image = prepare_image(data, preprocessing=CLIP_PREPROCESSING, max_pixels=40_000_000)
         rid = str(uuid.UUID(int=i))
@@ -56,7 +61,12 @@ def job_values(n: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
             service="preprocessor",
         )
         statuses.append(schemas.encode(status))
-    return jsons, raws, statuses
+        deferred = job.model_copy(
+            update={"pixels": None, "height": None, "width": None, "upload": data}
+        )
+        upload_jsons.append(schemas.encode(deferred))
+        uploads.append(data)
+    return jsons, raws, statuses, upload_jsons, uploads
 
 
 def run_variant(
@@ -132,7 +142,7 @@ def main() -> None:
     _, mode = parse_args(__doc__ or "")
     result = Result(SCENARIO, "Kafka's CPU per job record, by record format", mode)
     records = mode.pick(800, 3000)
-    jsons, raws, statuses = job_values(64)
+    jsons, raws, statuses, upload_jsons, uploads = job_values(64)
     variants: dict[str, Any] = {}
     with infra() as inf:
         kafka_pid = inf.pids.get("kafka")
@@ -148,6 +158,8 @@ def main() -> None:
             ("json+none", jsons, "none", records),
             ("binary+none", raws, "none", records),
             ("binary+lz4", raws, "lz4", records),
+            ("upload json+none", upload_jsons, "none", records),
+            ("upload binary+none", uploads, "none", records),
             ("status x4", statuses, "lz4", 4 * records),
         )
         log("warming the broker up (JIT) with a discarded run")

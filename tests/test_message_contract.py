@@ -119,3 +119,102 @@ def test_a_deferred_upload_round_trips_byte_for_byte() -> None:
     assert decoded.upload == upload and decoded.pixels is None
     with pytest.raises(ValueError, match="not prepared pixels"):
         decoded.array()
+
+
+# The binary frame of an image job (issue #14): the image as raw bytes after a JSON header. Its
+# committed records are the v1 JSON records above, framed; both must keep decoding to the same job.
+FRAMES = Path(__file__).parent / "contracts" / "frame-v1"
+FRAMED = {
+    "image_job_upload.bin": "image_job_upload.json",
+    "image_job_with_evidence.bin": ("image_job_with_evidence.json"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FRAMED))
+def test_a_framed_record_decodes_to_the_json_records_job_and_encodes_back(name: str) -> None:
+    framed = (FRAMES / name).read_bytes()
+    assert framed[:4] == schemas.FRAME_MAGIC
+    job = schemas.decode(ImageJob, framed)
+    assert job == schemas.decode(ImageJob, (CONTRACTS / FRAMED[name]).read_bytes())
+    assert schemas.encode(job, framed=True) == framed
+    assert json.loads(schemas.encode(job)) == _record(FRAMED[name])
+
+
+def test_every_committed_frame_is_checked() -> None:
+    assert {p.name for p in FRAMES.iterdir()} == set(FRAMED)
+
+
+def test_a_framed_image_travels_raw_and_whole() -> None:
+    """The point of the frame: no base64 (a third more bytes), and every byte value survives."""
+    upload = bytes(range(256)) * 1000
+    job = ImageJob(
+        request_id="r-1",
+        submitted_at=1.0,
+        upload=upload,
+        content_sha256="0" * 64,
+        source_format="PNG",
+    )
+    framed, as_json = schemas.encode(job, framed=True), schemas.encode(job)
+    assert len(framed) < len(upload) + 200 < len(as_json) * 3 // 4 + 200
+    assert framed.endswith(upload) and schemas.decode(ImageJob, framed).upload == upload
+
+
+def _frame(header: bytes, image: bytes = b"\x01\x02", *, version: int = 1, field: int = 1) -> bytes:
+    return schemas._FRAME.pack(schemas.FRAME_MAGIC, version, field, len(header)) + header + image
+
+
+_HEADER = json.dumps(
+    {
+        "schema_version": 1,
+        "request_id": "r-9",
+        "submitted_at": 5.0,
+        "content_sha256": "0" * 64,
+        "source_format": "PNG",
+    }
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "named"),
+    [
+        (_frame(_HEADER, version=2), "unsupported binary frame version 2", True),
+        (_frame(_HEADER, field=7), "malformed", True),
+        (_frame(_HEADER)[: len(_HEADER) // 2], "malformed", False),  # cut inside the header
+        (_frame(b"[1, 2]"), "malformed", False),
+        (_frame(_HEADER.replace(b'"PNG"', b'"PNG", "upload": "AA=="')), "upload twice", True),
+        (_frame(_HEADER.replace(b'"schema_version": 1', b'"schema_version": 2')), "schema_v", True),
+        (_frame(_HEADER.replace(b'"source_format": "PNG"', b'"priority": 5')), "source_fo", True),
+    ],
+    ids=["frame-version", "image-field", "truncated", "not-an-object", "twice", "schema", "shape"],
+)
+def test_a_malformed_frame_is_poison_that_names_the_job_where_it_can(
+    raw: bytes, reason: str, named: bool
+) -> None:
+    """Named: the header survived, so the job can be failed by its id instead of staying PENDING."""
+    with pytest.raises(schemas.PoisonMessage) as refused:
+        schemas.decode(ImageJob, raw)
+    assert reason in refused.value.reason
+    assert (refused.value.request_id, refused.value.submitted_at) == (
+        ("r-9", 5.0) if named else (None, None)
+    )
+
+
+def test_a_frame_is_not_a_status_update() -> None:
+    """Only image jobs are framed: anything else read from a frame is refused, not guessed at."""
+    with pytest.raises(schemas.PoisonMessage, match="invalid StatusUpdate"):
+        schemas.decode(StatusUpdate, _frame(_HEADER))
+    with pytest.raises(ValueError, match="no image"):
+        schemas.encode(
+            StatusUpdate(request_id="r", submitted_at=1, status="PENDING", service="x"), framed=True
+        )
+
+
+def test_a_truncated_dead_letter_still_names_its_job() -> None:
+    """Dead letters keep only the start of a big record: the frame's header is at the start."""
+    framed = _frame(_HEADER, b"\xff" * 10_000)
+    assert schemas.salvage_ids(framed[:300]) == ("r-9", 5.0)
+    assert schemas.salvage_ids(json.dumps({"request_id": "r-9", "submitted_at": 5.0}).encode()) == (
+        "r-9",
+        5.0,
+    )
+    assert schemas.salvage_ids(b"\x00P12") == (None, None)

@@ -22,7 +22,7 @@ from confluent_kafka.admin import (
 )
 
 from conftest import Infra, Stack, read_topic, wait_for
-from penguin12.schemas import ImageJob, encode
+from penguin12.schemas import ImageJob, decode, encode
 from penguin12_devstack.ports import free_port
 from penguin12_devstack.readiness import http_ok
 from penguin12_devstack.redis_server import RedisServer, start_redis
@@ -258,7 +258,7 @@ def test_a_failing_batch_is_retried_record_by_record(
         for m in read_topic(infra.bootstrap, stack.topic("preprocessed"), quiet_s=1)
         if m.key().decode() == good[0]
     ]
-    job = ImageJob.model_validate_json(queued.value())
+    job = decode(ImageJob, queued.value())
     bad_id = str(uuid.uuid4())
     bad = job.model_copy(update={"request_id": bad_id, "pixels": job.pixels[:-300]})
     producer = Producer({"bootstrap.servers": infra.bootstrap})

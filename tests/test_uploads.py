@@ -9,6 +9,7 @@ import json
 import re
 import select
 import socket
+from typing import Any
 
 import httpx
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 from support.images import encode, prepare
 
 from conftest import Stack, read_topic
-from penguin12.schemas import ImageJob
+from penguin12.schemas import FRAME_MAGIC, ImageJob, decode
 
 
 def test_format_is_judged_by_content_not_name(stack: Stack) -> None:
@@ -97,7 +98,8 @@ def test_an_animated_upload_is_judged_on_its_first_frame(stack: Stack) -> None:
         for m in read_topic(stack.infra.bootstrap, stack.topic("preprocessed"), quiet_s=1)
         if m.key().decode() == request_id
     ]
-    job = ImageJob.model_validate_json(record.value())
+    assert record.value()[:4] == FRAME_MAGIC  # the image as raw bytes, not base64 in JSON
+    job = decode(ImageJob, record.value())
     if job.upload is not None:  # deferred decode: queued as uploaded, decoded the same way
         assert job.upload == data
         assert job.content_sha256 == hashlib.sha256(data).hexdigest()
@@ -106,6 +108,27 @@ def test_an_animated_upload_is_judged_on_its_first_frame(stack: Stack) -> None:
         pixels = job.array()
         assert job.content_sha256 == hashlib.sha256(pixels.tobytes()).hexdigest()  # cache key
     assert np.abs(pixels.reshape(-1, 3).mean(0) - (230, 30, 30)).max() <= 3
+
+
+def test_a_door_still_sending_json_records_is_served_alike(
+    make_stack: Any, photos: dict[str, bytes]
+) -> None:
+    """Mid-upgrade, a preprocessor kept at PENGUIN12_IMAGE_RECORD_FORMAT=json queues the image as
+    base64 inside JSON, as releases before the binary frame did; today's extractors serve it."""
+    stack: Stack = make_stack(PENGUIN12_IMAGE_RECORD_FORMAT="json").start_all()
+    data = photos["coffee.jpg"]
+    response = stack.submit(data, "coffee.jpg")
+    assert response.status_code == 202, response.text
+    request_id = response.json()["request_id"]
+    body = stack.wait_final(request_id)
+    assert body["status"] == "COMPLETED", body
+    [record] = [
+        m
+        for m in read_topic(stack.infra.bootstrap, stack.topic("preprocessed"), quiet_s=1)
+        if m.key().decode() == request_id
+    ]
+    assert json.loads(record.value())["upload"]  # base64 text inside the JSON
+    assert decode(ImageJob, record.value()).upload == data
 
 
 # --- request bodies held to their limits as they stream in (issue #11, item 2) --------------

@@ -2,17 +2,18 @@
 
 Each Kafka message is JSON with a ``schema_version``; a consumer that meets a version or shape it
 does not know treats the record as poison (dead-letter + FAILED), never as a reason to stop.
-Image pixels and embeddings travel as base64 inside the JSON: a prepared 224x224 RGB image is
-150 KB raw (about 200 KB encoded), far under Kafka's 1 MB default record limit whatever the upload;
-an upload whose decode is deferred to the feature extractor travels as it came, only when it is
-small enough for the record (`preprocessor.settings.defer_decode_max_bytes`). Binary records
-instead of JSON were measured (issue #14) and not adopted: base64 and JSON cost 0.3 CPU-ms of a
-job's ~38 (docs/benchmarks.md).
+Embeddings travel as base64 inside the JSON. An image job's image (the upload as it came, or the
+prepared pixels) travels as raw bytes after its other fields' JSON, in a small binary frame
+(`encode(..., framed=True)`): base64 made the biggest record a third larger and cost both ends
+and the broker CPU for every job (issue #14, docs/benchmarks.md). A JSON record starts with ``{``,
+a framed one with a zero byte, so consumers decode both: records written before the frame still
+decode during an upgrade.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -238,42 +239,112 @@ class PoisonMessage(ValueError):
         self.submitted_at = submitted_at
 
 
+# The binary frame of an image job (issue #14), versioned apart from the message's fields:
+#   b"\x00P12" | frame version (1 byte) | which field is the image (1 byte: 1 upload, 2 pixels) |
+#   header length (4 bytes, big-endian) | header: every other field, as the JSON record has them |
+#   the image's bytes, to the end of the record.
+FRAME_MAGIC = b"\x00P12"
+FRAME_VERSION = 1
+_FRAME = struct.Struct(">4sBBI")
+_FRAMED_FIELDS = {1: "upload", 2: "pixels"}
+
+
 def decode(model: type[M], raw: bytes | None) -> M:
-    """Parse a Kafka value into ``model`` or raise `PoisonMessage` saying why, in plain words.
+    """Parse a Kafka value (JSON or framed) into ``model`` or raise `PoisonMessage` saying why,
+    in plain words.
 
     The request id is salvaged from a broken record where possible, so the job can be marked FAILED
     instead of staying PENDING forever.
     """
     if raw is None:
         raise PoisonMessage("empty record (no value)")
+    if raw[: len(FRAME_MAGIC)] == FRAME_MAGIC:
+        return _decode_frame(model, raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        request_id, submitted_at = _salvage_ids(raw)
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "record"
-        if first["loc"] == ("schema_version",):
-            reason = f"unsupported schema_version (expected {SCHEMA_VERSION})"
-        elif first["type"] == "json_invalid":
-            reason = "record is not valid JSON"
-        else:
-            reason = f"invalid {model.__name__}: {where}: {first['msg']}"
-        raise PoisonMessage(reason, request_id, submitted_at) from exc
+        raise _poison(model, exc, *salvage_ids(raw)) from exc
 
 
-def _salvage_ids(raw: bytes) -> tuple[str | None, float | None]:
+def _decode_frame(model: type[M], raw: bytes) -> M:
+    if len(raw) < _FRAME.size:
+        raise PoisonMessage("binary record shorter than its frame header")
+    _, version, code, length = _FRAME.unpack_from(raw)
+    end = _FRAME.size + length
+    if version != FRAME_VERSION:
+        reason = f"unsupported binary frame version {version} (expected {FRAME_VERSION})"
+        raise PoisonMessage(reason, *salvage_ids(raw))
+    field = _FRAMED_FIELDS.get(code)
+    header = _frame_header(raw)
+    if field is None or header is None or len(raw) < end:
+        reason = (
+            "binary record is malformed (unknown image field, or a truncated or non-JSON header)"
+        )
+        raise PoisonMessage(reason, *salvage_ids(raw))
+    if field in header:
+        raise PoisonMessage(f"binary record carries {field} twice", *salvage_ids(raw))
+    header[field] = raw[end:]
     try:
-        data: Any = json.loads(raw)
+        return model.model_validate(header)
+    except ValidationError as exc:
+        raise _poison(model, exc, *salvage_ids(raw)) from exc
+
+
+def _frame_header(raw: bytes) -> dict[str, Any] | None:
+    """A framed record's header fields, or None when the frame does not hold a JSON object."""
+    if len(raw) < _FRAME.size:
+        return None
+    length = _FRAME.unpack_from(raw)[3]
+    try:
+        data: Any = json.loads(raw[_FRAME.size : _FRAME.size + length])
     except (ValueError, UnicodeDecodeError):
-        return None, None
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _poison(
+    model: type[BaseModel], exc: ValidationError, request_id: str | None, submitted_at: float | None
+) -> PoisonMessage:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "record"
+    if first["loc"] == ("schema_version",):
+        reason = f"unsupported schema_version (expected {SCHEMA_VERSION})"
+    elif first["type"] == "json_invalid":
+        reason = "record is not valid JSON"
+    else:
+        reason = f"invalid {model.__name__}: {where}: {first['msg']}"
+    return PoisonMessage(reason, request_id, submitted_at)
+
+
+def salvage_ids(raw: bytes) -> tuple[str | None, float | None]:
+    """The request id and submit time of a record that may not decode, JSON or framed."""
+    data: Any
+    if raw[: len(FRAME_MAGIC)] == FRAME_MAGIC:
+        data = _frame_header(raw)
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return None, None
     if not isinstance(data, dict):
         return None, None
     rid = data.get("request_id")
     sub = data.get("submitted_at")
     request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
-    submitted_at = float(sub) if isinstance(sub, int | float) else None
-    return request_id, submitted_at
+    if isinstance(sub, bool) or not isinstance(sub, int | float):
+        return request_id, None
+    return request_id, float(sub)
 
 
-def encode(message: BaseModel) -> bytes:
-    return message.model_dump_json(exclude_none=True).encode()
+def encode(message: BaseModel, *, framed: bool = False) -> bytes:
+    """The Kafka value of ``message``: JSON, or (``framed``, image jobs) the binary frame above."""
+    if not framed:
+        return message.model_dump_json(exclude_none=True).encode()
+    for code, field in _FRAMED_FIELDS.items():
+        image = getattr(message, field, None)
+        if image is not None:
+            header = message.model_dump_json(exclude_none=True, exclude={field}).encode()
+            return b"".join(
+                (_FRAME.pack(FRAME_MAGIC, FRAME_VERSION, code, len(header)), header, image)
+            )
+    raise ValueError(f"{type(message).__name__} has no image to frame")

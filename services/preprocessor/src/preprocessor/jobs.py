@@ -98,7 +98,10 @@ class JobPublisher:
             headers = tracing.inject_headers()
             acks = [
                 self._send(
-                    self._settings.topic_preprocessed, request_id, schemas.encode(job), headers
+                    self._settings.topic_preprocessed,
+                    request_id,
+                    schemas.encode(job, framed=self._settings.image_record_format == "binary"),
+                    headers,
                 ),
                 self._send(
                     self._settings.topic_status, request_id, schemas.encode(pending), headers

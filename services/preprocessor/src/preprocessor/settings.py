@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -40,6 +41,10 @@ class PreprocessorSettings(ApiSettings, UrlFetchSettings, WebhookSigningSettings
     # ones are decoded here as before. False: decode every upload here (synchronous 422).
     defer_decode: bool = True
     defer_decode_max_bytes: int = Field(default=640 * 1024, ge=0, le=700_000)
+    # How the image travels in its Kafka record (penguin12.schemas): raw bytes in a binary frame,
+    # or base64 inside the JSON. "json" only while feature extractors from before the frame still
+    # consume (they refuse a framed record); every feature extractor decodes both.
+    image_record_format: Literal["binary", "json"] = "binary"
     # Request bodies (see preprocessor.upload_limits): one batch request at most this many bytes.
     max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     # How images are prepared for the served model (resize/interpolation/size). Unset or empty: what

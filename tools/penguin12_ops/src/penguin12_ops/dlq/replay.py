@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -116,7 +115,7 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
     for record in records:
         if not record.request_id:
             continue
-        submitted_at = _submitted_at(record.value)
+        submitted_at = schemas.salvage_ids(record.value)[1]
         updates[record.request_id] = reopen_update(
             record.request_id,
             submitted_at if submitted_at is not None else time.time(),
@@ -135,15 +134,6 @@ def _reopen_jobs(settings: DlqSettings, records: Iterable[DeadLetter]) -> None:
             )
         if producer.flush(30.0) or errors:
             raise RuntimeError(f"re-opening jobs: status records not acknowledged: {errors[:3]}")
-
-
-def _submitted_at(value: bytes) -> float | None:
-    try:
-        data = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    sub = data.get("submitted_at") if isinstance(data, dict) else None
-    return float(sub) if isinstance(sub, int | float) and not isinstance(sub, bool) else None
 
 
 def _produce(settings: DlqSettings, records: Sequence[DeadLetter], timeout: float) -> None:
