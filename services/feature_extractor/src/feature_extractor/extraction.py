@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from opentelemetry import trace
@@ -40,9 +41,13 @@ class FeatureExtraction:
     # Decodes deferred uploads (settings.decode_threads threads).
     decoders: ThreadPoolExecutor = field(init=False)
 
+    # Runs the backbone on the decoded runs, settings.backbone_concurrency at once.
+    runners: ThreadPoolExecutor = field(init=False)
+
     def __post_init__(self) -> None:
         self.model_info = self.model.info
         self.decoders = ThreadPoolExecutor(self.settings.decode_threads, "decode")
+        self.runners = ThreadPoolExecutor(self.settings.backbone_concurrency, "backbone")
 
     def __call__(self, records: list[Record[ImageJob]]) -> list[Output]:
         spans = [
@@ -80,8 +85,27 @@ class FeatureExtraction:
         # ones (the decoder and the runtime release the GIL): decode and model overlap, as in
         # the bare-work limit, instead of taking turns (issue #14).
         decoding = [self.decoders.submit(self._image, r.payload) for r in records]
+        embedding: list[Future[list[Output]]] = []
+        try:
+            failed = self._collect(records, contexts, decoding, embedding)
+            return failed + [output for run in embedding for output in run.result()]
+        finally:
+            # When one record raised (the batch is then retried record by record), the images
+            # and runs not yet started are not worked on for nothing; those under way finish.
+            futures: list[Future[Any]] = [*decoding, *embedding]
+            for future in futures:
+                future.cancel()
+
+    def _collect(
+        self,
+        records: list[Record[ImageJob]],
+        contexts: list[Context],
+        decoding: list[Future[np.ndarray | str]],
+        embedding: list[Future[list[Output]]],
+    ) -> list[Output]:
+        """Hand each record's decoded image, in order, to backbone runs (``embedding``); returns
+        the FAILED statuses of uploads that could not be decoded."""
         failed: list[Output] = []
-        done: list[Output] = []
         run: list[tuple[Record[ImageJob], Context, np.ndarray]] = []
         for record, ctx, future in zip(records, contexts, decoding, strict=True):
             image = future.result()
@@ -93,11 +117,11 @@ class FeatureExtraction:
                 continue
             run.append((record, ctx, image))
             if len(run) >= self.settings.backbone_batch_size:
-                done += self._embed(run)
+                embedding.append(self.runners.submit(self._embed, run))
                 run = []
         if run:
-            done += self._embed(run)
-        return failed + done
+            embedding.append(self.runners.submit(self._embed, run))
+        return failed
 
     def _embed(self, run: list[tuple[Record[ImageJob], Context, np.ndarray]]) -> list[Output]:
         """Cache lookup, one backbone run for the misses, and the features + status out."""
