@@ -19,8 +19,9 @@ class FeatureExtractorSettings(WorkerSettings, ModelSettings):
     # image (docs/benchmarks.md, scenario 1); on a GPU, raise it to max_batch_size.
     max_batch_size: int = 16
     backbone_batch_size: int = Field(default=4, ge=1)
-    # Backbone runs in flight at once, each on `num_threads` intra-op threads: on a CPU, two runs
-    # of one thread each keep two cores busy with less synchronisation than one run of two.
+    # Backbone runs in flight at once, each on `num_threads` intra-op threads. On two cores, two
+    # runs of one thread each were within the noise of one run of two (issue #14,
+    # docs/benchmarks.md), and a lone image at idle finishes sooner on two threads.
     backbone_concurrency: int = Field(default=1, ge=1)
     # Deferred uploads (the preprocessor's defer_decode) are decoded here, on this many threads
     # (the decoder releases the GIL), within the same bounds the front door checked.
