@@ -146,9 +146,10 @@ def main() -> None:
         (f"fe{n}", n, {}, nice0) for n in counts
     ]
     # Before issue #14's levers, each alone (same run, fe1): the front door decodes every upload;
-    # the extractor decodes a whole micro-batch before its backbone run (no overlap); and one
-    # lever that is a setting, not a default: fuller Kafka fetches.
+    # the image travels as base64 in JSON; the extractor decodes a whole micro-batch before its
+    # backbone run (no overlap); and one lever that is a setting, not a default: fuller fetches.
     variants.append(("fe1-decode-at-door", 1, {"PENGUIN12_DEFER_DECODE": "false"}, nice0))
+    variants.append(("fe1-json-records", 1, {"PENGUIN12_IMAGE_RECORD_FORMAT": "json"}, nice0))
     variants.append(("fe1-no-overlap", 1, {"PENGUIN12_BACKBONE_BATCH_SIZE": "16"}, nice0))
     fetch = {"PENGUIN12_KAFKA_FETCH_MIN_BYTES": "262144", "PENGUIN12_KAFKA_FETCH_WAIT_MAX_MS": "20"}
     variants.append(("fe1-fuller-fetches", 1, fetch, nice0))
