@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -195,6 +196,8 @@ def launch_node(
         *heap_opts,  # later flags win over the defaults above
         *(FAST_START_JVM_OPTS if fast_start else ()),
         *cds_opts,
+        # An operator's own JVM flags (the collector, say) win over all of the above.
+        *shlex.split(os.environ.get("PENGUIN12_KAFKA_JVM_OPTS", "")),
         log4j_opt,
         f"-Dkafka.logs.dir={data_dir / 'logs'}",
         "-cp",
