@@ -270,24 +270,25 @@ def _decode_frame(model: type[M], raw: bytes) -> M:
     if len(raw) < _FRAME.size:
         raise PoisonMessage("binary record shorter than its frame header")
     _, version, code, length = _FRAME.unpack_from(raw)
-    end = _FRAME.size + length
+    header = _frame_header(raw)
+    ids = _ids(header)
     if version != FRAME_VERSION:
         reason = f"unsupported binary frame version {version} (expected {FRAME_VERSION})"
-        raise PoisonMessage(reason, *salvage_ids(raw))
+        raise PoisonMessage(reason, *ids)
     field = _FRAMED_FIELDS.get(code)
-    header = _frame_header(raw)
+    end = _FRAME.size + length
     if field is None or header is None or len(raw) < end:
         reason = (
             "binary record is malformed (unknown image field, or a truncated or non-JSON header)"
         )
-        raise PoisonMessage(reason, *salvage_ids(raw))
+        raise PoisonMessage(reason, *ids)
     if field in header:
-        raise PoisonMessage(f"binary record carries {field} twice", *salvage_ids(raw))
+        raise PoisonMessage(f"binary record carries {field} twice", *ids)
     header[field] = raw[end:]
     try:
         return model.model_validate(header)
     except ValidationError as exc:
-        raise _poison(model, exc, *salvage_ids(raw)) from exc
+        raise _poison(model, exc, *ids) from exc
 
 
 def _frame_header(raw: bytes) -> dict[str, Any] | None:
@@ -318,14 +319,16 @@ def _poison(
 
 def salvage_ids(raw: bytes) -> tuple[str | None, float | None]:
     """The request id and submit time of a record that may not decode, JSON or framed."""
-    data: Any
     if raw[: len(FRAME_MAGIC)] == FRAME_MAGIC:
-        data = _frame_header(raw)
-    else:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return None, None
+        return _ids(_frame_header(raw))
+    try:
+        return _ids(json.loads(raw))
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+
+
+def _ids(data: Any) -> tuple[str | None, float | None]:
+    """The request id and submit time in a record's parsed fields, where they are valid."""
     if not isinstance(data, dict):
         return None, None
     rid = data.get("request_id")
